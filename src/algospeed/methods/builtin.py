@@ -1,0 +1,1 @@
+"""Imports every built-in method module so that each registers itself."""
