@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
+from rich.table import Table
 
-from algospeed.errors import AlgospeedError
+from algospeed.errors import AlgospeedError, UsageError, usage_error_from_validation
 
 app = typer.Typer(
     name="algospeed",
@@ -16,26 +21,172 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+console = Console()
 err_console = Console(stderr=True)
+
+
+def parse_settings(pairs: list[str], flag: str) -> dict[str, str]:
+    """`["a=1", "b=x"]` -> `{"a": "1", "b": "x"}`; anything else is a usage error."""
+    settings: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{flag} expects KEY=VALUE, got {pair!r}")
+        settings[key.strip()] = value.strip()
+    return settings
+
+
+@app.command("workloads")
+def workloads_command() -> None:
+    """List the workloads with their metric, target and defaults."""
+    from algospeed.workloads.embedded import WORKLOADS
+
+    table = Table(title="workloads")
+    for column in (
+        "name",
+        "metric",
+        "target",
+        "budget",
+        "batch",
+        "optimizer",
+        "options",
+        "description",
+    ):
+        table.add_column(column)
+    for w in WORKLOADS.values():
+        direction = "higher" if w.metric.higher_is_better else "lower"
+        options = ", ".join(f"{k}={v}" for k, v in w.options.items()) or "-"
+        table.add_row(
+            w.name,
+            f"{w.metric.name} ({direction} is better)",
+            f"{w.target:g}",
+            w.budget,
+            str(w.batch_size),
+            f"{w.optimizer} lr={w.lr:g}",
+            options,
+            w.description,
+        )
+    console.print(table)
+
+
+@app.command("train")
+def train_command(
+    workload: Annotated[
+        str | None, typer.Option(help="Workload name (see `algospeed workloads`).")
+    ] = None,
+    budget: Annotated[
+        str | None, typer.Option(help="Training budget, e.g. 20ep, 500ba, 3e4sp, 90s, 2.5e12flop.")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed (model init, data order, methods).")
+    ] = None,
+    out: Annotated[
+        Path, typer.Option(help="Output folder for config, curve, summary and checkpoints.")
+    ] = Path("runs/demo"),
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", "-o", help="Workload option KEY=VALUE (repeatable)."),
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Batch size (default: the workload's).")
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Peak learning rate (default: the workload's).")
+    ] = None,
+    eval_every: Annotated[
+        str | None, typer.Option(help="Eval interval in any unit, or a fraction like 0.1dur.")
+    ] = None,
+    checkpoint_every: Annotated[
+        str | None, typer.Option(help="Checkpoint interval in any unit.")
+    ] = "0.1dur",
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda if available).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Train one workload for one budget, writing curve.jsonl, summary.json and checkpoints."""
+    from algospeed.progress_bar import ProgressBar
+    from algospeed.run_directory import CurveWriter, RunDirectory
+    from algospeed.workloads.embedded import get_workload
+    from algospeed.workloads.setup import RunSpec, build_trainer
+
+    directory = RunDirectory(out)
+    given = {
+        "workload": workload,
+        "budget": budget,
+        "seed": seed,
+        "options": parse_settings(option or [], "--option") or None,
+        "batch_size": batch_size,
+        "lr": lr,
+        "eval_interval": eval_every,
+        "checkpoint_interval": checkpoint_every,
+        "device": device,
+    }
+    given = {key: value for key, value in given.items() if value is not None}
+    try:
+        if resume:
+            spec = directory.load_spec().model_copy(update=given)
+            RunSpec.model_validate(spec.model_dump())
+        else:
+            spec = RunSpec.model_validate({"workload": "mnist1d", **given})
+    except ValidationError as error:
+        raise usage_error_from_validation(error, "run settings") from None
+    get_workload(spec.workload).resolve_options(spec.options)
+    if not resume:
+        directory.check_new()
+    bar = (
+        None
+        if quiet
+        else ProgressBar(
+            f"{spec.workload} seed {spec.seed}", get_workload(spec.workload).metric.name
+        )
+    )
+    trainer = build_trainer(
+        spec,
+        callbacks=[CurveWriter(directory), *([bar] if bar else [])],
+        checkpoint_dir=directory.checkpoints,
+    )
+    if not resume:
+        directory.start(spec)
+    try:
+        result = trainer.fit(resume_from=directory.checkpoints if resume else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    if result.status == "interrupted":
+        name = signal.Signals(trainer.stop_signal or signal.SIGINT).name
+        err_console.print(
+            f"interrupted by {name} at step {trainer.state.clock.steps}; checkpoint saved in "
+            f"{directory.checkpoints}; continue with: algospeed train --out {out} --resume"
+        )
+        raise typer.Exit(128 + int(trainer.stop_signal or signal.SIGINT))
+    summary = directory.finish(spec, result)
+    final = result.final
+    quality = ", ".join(f"{k} {v:.4f}" for k, v in final.metrics.items())
+    reached = summary["target_reached_at"]
+    console.print(
+        f"done: {final.step} steps, {final.train_seconds:.1f}s training, {final.flops:.3g} FLOPs; {quality}; "
+        + (
+            f"target {summary['target']:g} reached at step {reached['step']} ({reached['train_seconds']:.1f}s)"
+            if reached
+            else f"target {summary['target']:g} not reached"
+        )
+    )
+    console.print(f"wrote {directory.curve}, {directory.summary}")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; turn algospeed errors into one clear line and their exit code."""
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="algospeed")
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else int(done.code is not None)
     except AlgospeedError as error:
         err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
         return error.exit_code
-    except typer.Abort:
-        err_console.print("aborted")
-        return 130
-    except Exception as error:  # click's usage errors carry their own exit code
-        import click
-
-        if isinstance(error, click.exceptions.ClickException):
-            error.show()
-            return error.exit_code
-        raise
     return 0
 
 

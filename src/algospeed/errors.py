@@ -25,3 +25,12 @@ class DivergenceError(AlgospeedError):
     """Training produced a non-finite loss (exit code 3)."""
 
     exit_code = 3
+
+
+def usage_error_from_validation(error: Exception, what: str) -> UsageError:
+    """One line per invalid field of a pydantic `ValidationError`, as a usage error about `what`."""
+    problems = []
+    for item in getattr(error, "errors", lambda: [])():
+        field = ".".join(str(part) for part in item.get("loc", ())) or "value"
+        problems.append(f"{field}: {str(item.get('msg', '')).removeprefix('Value error, ')}")
+    return UsageError(f"invalid {what}: " + ("; ".join(problems) or str(error)))

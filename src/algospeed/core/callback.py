@@ -1,0 +1,75 @@
+"""Callbacks and methods: plug-ins that react to events and resume exactly from a checkpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from algospeed.core.events import Event
+from algospeed.errors import UsageError
+from algospeed.taxonomy.axes import Place
+
+if TYPE_CHECKING:
+    pass
+
+
+class Callback:
+    """Reacts to events through methods named `on_<event>(state)`.
+
+    Whatever a callback keeps across steps belongs in `state_dict`, so that a resumed run continues
+    exactly where the interrupted one stopped.
+    """
+
+    name: ClassVar[str] = ""
+
+    @property
+    def key(self) -> str:
+        """The name its state is stored under in a checkpoint."""
+        return self.name or type(self).__name__
+
+    def handlers(self) -> dict[Event, Any]:
+        """The bound `on_<event>` handlers this callback defines."""
+        return {
+            event: getattr(self, f"on_{event.value}")
+            for event in Event
+            if callable(getattr(self, f"on_{event.value}", None))
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything this callback keeps across steps (tensors, numbers, strings, lists, dicts)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
+        if state:
+            raise NotImplementedError(f"{self.key} saved state but does not load it")
+
+
+class Method(Callback):
+    """A speedup method: a callback with a taxonomy place and declared conflicts and needs."""
+
+    place: ClassVar[Place]
+    conflicts: ClassVar[frozenset[str]] = frozenset()
+    requires: ClassVar[frozenset[str]] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not getattr(cls, "place", None) and not cls.__dict__.get("abstract", False):
+            raise TypeError(f"method {cls.__name__} must declare its taxonomy `place`")
+
+
+def check_composition(methods: Sequence[Method]) -> None:
+    """Fail up front, naming both, when methods conflict, repeat, or lack what they need."""
+    names = [method.key for method in methods]
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise UsageError(f"method {name!r} is listed twice")
+        seen.add(name)
+    for method in methods:
+        for other in names:
+            if other in method.conflicts:
+                raise UsageError(f"methods {method.key!r} and {other!r} cannot be combined")
+        missing = sorted(method.requires - seen)
+        if missing:
+            raise UsageError(f"method {method.key!r} needs {', '.join(map(repr, missing))} as well")

@@ -1,0 +1,49 @@
+"""FLOPs counted by `FlopCounterMode`, once per distinct step shape, then charged from a cache.
+
+Counting a step costs a dispatch-mode pass, so it is done on the first step of each kind (input
+shape and dtype, model version, method tag) and every later step of that kind is charged the same.
+Everything the step runs is counted: forward, loss, backward, and any extra forward or backward a
+method does inside it (SAM, selective backprop).
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def shape_signature(value: Any) -> Any:
+    """A hashable description of the shapes and dtypes in a (possibly nested) batch."""
+    if isinstance(value, torch.Tensor):
+        return (tuple(value.shape), str(value.dtype))
+    if isinstance(value, (tuple, list)):
+        return tuple(shape_signature(item) for item in value)
+    if isinstance(value, dict):
+        return tuple(sorted((key, shape_signature(item)) for key, item in value.items()))
+    return type(value).__name__
+
+
+class FlopMeter:
+    """Caches the FLOPs of each kind of step; `count(key)` measures the step run inside it once."""
+
+    def __init__(self) -> None:
+        self.cache: dict[str, float] = {}
+        self._pending: tuple[str, FlopCounterMode] | None = None
+
+    def count(self, key: str) -> AbstractContextManager[Any]:
+        """A context to run the step in: a counter the first time `key` is seen, else nothing."""
+        if key in self.cache:
+            return nullcontext()
+        counter = FlopCounterMode(display=False)
+        self._pending = (key, counter)
+        return counter
+
+    def charge(self, key: str) -> float:
+        """The FLOPs of a step of kind `key` (after it ran inside `count(key)`)."""
+        if self._pending is not None and self._pending[0] == key:
+            self.cache[key] = float(self._pending[1].get_total_flops())
+            self._pending = None
+        return self.cache[key]

@@ -1,0 +1,55 @@
+"""A run's result: its quality-against-cost curve, each point stamped with every cost currency."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """Quality measured at one moment of a run, with what had been spent to get there."""
+
+    step: int
+    epoch: float
+    samples: int
+    tokens: int
+    train_seconds: float
+    flops: float
+    progress: float
+    train_loss: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CurvePoint:
+        return cls(**data)
+
+
+@dataclass
+class RunResult:
+    """The curve of a run and how it ended: `completed`, `interrupted` or `diverged`."""
+
+    points: list[CurvePoint]
+    status: str
+    budget: str
+
+    @property
+    def final(self) -> CurvePoint:
+        if not self.points:
+            raise ValueError("the run recorded no curve point")
+        return self.points[-1]
+
+    def to_jsonl(self) -> str:
+        return "".join(json.dumps(point.to_dict()) + "\n" for point in self.points)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "budget": self.budget,
+            "points": len(self.points),
+            "final": self.final.to_dict(),
+        }

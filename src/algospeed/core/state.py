@@ -1,0 +1,70 @@
+"""What events may read and change: the model, optimizer, current batch, loss, cost and RNG."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from algospeed.core.clock import Clock
+from algospeed.core.result import CurvePoint
+from algospeed.core.units import Amount
+
+LossFn = Callable[[Any, Any], torch.Tensor]
+OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
+Schedule = Callable[[float], float]
+
+
+@dataclass(eq=False)
+class State:
+    """The training loop's state, shared with every callback and method.
+
+    Methods change training by changing this: `batch` after the data loader, `loss` after the loss,
+    `schedule` (a learning-rate multiplier as a function of progress), `eval_model` (e.g. an EMA
+    copy), `step_tag` (marks a step whose work differs for the same batch shape, so that FLOPs are
+    counted for it separately), and `model_version` (bump it after changing the model's structure
+    or which parameters train).
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    optimizer_factory: OptimizerFactory | None
+    loss_fn: LossFn
+    budget: Amount
+    schedule: Schedule
+    device: torch.device
+    seed: int
+    generator: torch.Generator
+    clock: Clock = field(default_factory=Clock)
+    curve: list[CurvePoint] = field(default_factory=list)
+    batch: Any = None
+    outputs: Any = None
+    loss: torch.Tensor | None = None
+    eval_model: nn.Module | None = None
+    step_tag: str = ""
+    model_version: int = 0
+    stop_requested: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the budget spent, in [0, 1]."""
+        return self.clock.progress(self.budget)
+
+    @property
+    def inputs(self) -> Any:
+        return self.batch[0]
+
+    @property
+    def targets(self) -> Any:
+        return self.batch[1]
+
+    def rebuild_optimizer(self) -> None:
+        """Build a fresh optimizer over the model's trainable parameters (after model surgery)."""
+        if self.optimizer_factory is None:
+            raise TypeError("this trainer was given an optimizer instance; pass a factory instead")
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = self.optimizer_factory(params)

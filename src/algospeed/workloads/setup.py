@@ -1,0 +1,88 @@
+"""From a validated run spec to a ready `Trainer`: the one path the CLI and studies share."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from algospeed.core.callback import Callback
+from algospeed.core.data import InMemoryLoader
+from algospeed.core.trainer import Trainer
+from algospeed.core.units import parse_amount, parse_budget
+from algospeed.workloads.embedded import get_workload
+
+
+class RunSpec(BaseModel):
+    """One training run: a workload with its options, a budget, a seed and hyperparameters."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workload: str
+    options: dict[str, str | int | float] = Field(default_factory=dict)
+    budget: str | None = None
+    seed: int = Field(default=0, ge=0)
+    batch_size: int | None = Field(default=None, gt=0)
+    lr: float | None = Field(default=None, gt=0)
+    eval_interval: str | None = None
+    checkpoint_interval: str | None = None
+    device: str | None = None
+
+    @field_validator("budget")
+    @classmethod
+    def _budget_parses(cls, value: str | None) -> str | None:
+        return None if value is None else str(parse_budget(value))
+
+    @field_validator("eval_interval", "checkpoint_interval")
+    @classmethod
+    def _interval_parses(cls, value: str | None) -> str | None:
+        return None if value is None else str(parse_amount(value, allow_fraction=True))
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What a checkpoint must agree on to be resumed by this spec (the device may change)."""
+        return self.model_dump(exclude={"device", "checkpoint_interval"})
+
+
+def build_trainer(
+    spec: RunSpec,
+    *,
+    callbacks: Sequence[Callback] = (),
+    checkpoint_dir: str | Path | None = None,
+) -> Trainer:
+    """Load the workload's data, seed and build its model, and wire up a `Trainer`."""
+    workload = get_workload(spec.workload)
+    options = workload.resolve_options(spec.options)
+    splits = workload.load(options)
+    device = torch.device(spec.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    batch_size = spec.batch_size or workload.batch_size
+    train = InMemoryLoader(
+        splits.train_inputs, splits.train_targets, batch_size, seed=spec.seed, device=device
+    )
+    test = InMemoryLoader(
+        splits.test_inputs,
+        splits.test_targets,
+        max(batch_size, 256),
+        shuffle=False,
+        drop_last=False,
+        device=device,
+    )
+    torch.manual_seed(spec.seed)
+    model = workload.model(options)
+    return Trainer(
+        model,
+        train,
+        optimizer=workload.make_optimizer(spec.lr),
+        budget=spec.budget or workload.budget,
+        eval_data=test,
+        metrics=[workload.metric],
+        eval_interval=spec.eval_interval or workload.eval_interval,
+        callbacks=callbacks,
+        seed=spec.seed,
+        device=device,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_interval=spec.checkpoint_interval,
+        fingerprint=spec.fingerprint(),
+    )
