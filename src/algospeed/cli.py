@@ -71,37 +71,25 @@ def workloads_command() -> None:
 
 @app.command("train")
 def train_command(
-    workload: Annotated[
-        str | None, typer.Option(help="Workload name (see `algospeed workloads`).")
-    ] = None,
+    workload: Annotated[str | None, typer.Option(help="Workload name (see `algospeed workloads`).")] = None,
     budget: Annotated[
         str | None, typer.Option(help="Training budget, e.g. 20ep, 500ba, 3e4sp, 90s, 2.5e12flop.")
     ] = None,
-    seed: Annotated[
-        int | None, typer.Option(help="Random seed (model init, data order, methods).")
-    ] = None,
-    out: Annotated[
-        Path, typer.Option(help="Output folder for config, curve, summary and checkpoints.")
-    ] = Path("runs/demo"),
+    seed: Annotated[int | None, typer.Option(help="Random seed (model init, data order, methods).")] = None,
+    out: Annotated[Path, typer.Option(help="Output folder for config, curve, summary and checkpoints.")] = Path(
+        "runs/demo"
+    ),
     option: Annotated[
         list[str] | None,
         typer.Option("--option", "-o", help="Workload option KEY=VALUE (repeatable)."),
     ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(help="Batch size (default: the workload's).")
-    ] = None,
-    lr: Annotated[
-        float | None, typer.Option(help="Peak learning rate (default: the workload's).")
-    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size (default: the workload's).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (default: the workload's).")] = None,
     eval_every: Annotated[
         str | None, typer.Option(help="Eval interval in any unit, or a fraction like 0.1dur.")
     ] = None,
-    checkpoint_every: Annotated[
-        str | None, typer.Option(help="Checkpoint interval in any unit.")
-    ] = "0.1dur",
-    device: Annotated[
-        str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda if available).")
-    ] = None,
+    checkpoint_every: Annotated[str | None, typer.Option(help="Checkpoint interval in any unit.")] = "0.1dur",
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda if available).")] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
     ] = False,
@@ -137,13 +125,7 @@ def train_command(
     get_workload(spec.workload).resolve_options(spec.options)
     if not resume:
         directory.check_new()
-    bar = (
-        None
-        if quiet
-        else ProgressBar(
-            f"{spec.workload} seed {spec.seed}", get_workload(spec.workload).metric.name
-        )
-    )
+    bar = None if quiet else ProgressBar(f"{spec.workload} seed {spec.seed}", get_workload(spec.workload).metric.name)
     trainer = build_trainer(
         spec,
         callbacks=[CurveWriter(directory), *([bar] if bar else [])],

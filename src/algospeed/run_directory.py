@@ -32,9 +32,7 @@ class RunDirectory:
     def check_new(self) -> None:
         """A fresh run must not overwrite another run's files."""
         if self.config.exists():
-            raise UsageError(
-                f"{self.root} already holds a run; pass --resume to continue it or choose another --out"
-            )
+            raise UsageError(f"{self.root} already holds a run; pass --resume to continue it or choose another --out")
         if self.root.exists() and not self.root.is_dir():
             raise UsageError(f"--out {self.root} is a file, not a folder")
 
@@ -62,8 +60,7 @@ class RunDirectory:
             (
                 p
                 for p in result.points
-                if metric.name in p.metrics
-                and metric.better(p.metrics[metric.name], workload.target)
+                if metric.name in p.metrics and metric.better(p.metrics[metric.name], workload.target)
             ),
             None,
         )

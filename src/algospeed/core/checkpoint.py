@@ -24,9 +24,7 @@ def checkpoint_path(directory: Path, step: int) -> Path:
     return directory / f"ckpt-{step:09d}.pt"
 
 
-def write_checkpoint(
-    directory: Path, step: int, payload: dict[str, Any], meta: dict[str, Any], keep: int = 2
-) -> Path:
+def write_checkpoint(directory: Path, step: int, payload: dict[str, Any], meta: dict[str, Any], keep: int = 2) -> Path:
     """Atomically write `payload` (tensors) with `meta` (JSON) as the checkpoint of `step`."""
     directory.mkdir(parents=True, exist_ok=True)
     final = checkpoint_path(directory, step)
@@ -65,9 +63,7 @@ def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise CheckpointError(
-            f"checkpoint {path} is corrupt or unreadable ({type(error).__name__})"
-        ) from None
+        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({type(error).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an algospeed checkpoint")
     try:

@@ -60,9 +60,7 @@ class InMemoryLoader:
         device: torch.device | str = "cpu",
     ) -> None:
         if len(inputs) != len(targets):
-            raise ValueError(
-                f"inputs ({len(inputs)}) and targets ({len(targets)}) differ in length"
-            )
+            raise ValueError(f"inputs ({len(inputs)}) and targets ({len(targets)}) differ in length")
         if batch_size <= 0:
             raise ValueError(f"batch size must be positive, got {batch_size}")
         self.inputs = inputs.to(device)
@@ -77,11 +75,7 @@ class InMemoryLoader:
 
     def iter_epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         size = len(self)
-        order = (
-            epoch_permutation(size, self.seed, epoch).to(self.inputs.device)
-            if self.shuffle
-            else None
-        )
+        order = epoch_permutation(size, self.seed, epoch).to(self.inputs.device) if self.shuffle else None
         while (bounds := batch_bounds(size, start, self.batch_size, self.drop_last)) is not None:
             begin, start = bounds
             if order is None:
@@ -102,15 +96,9 @@ class _BatchSampler:
     def __iter__(self) -> Iterator[list[int]]:
         loader = self.loader
         size = len(loader)
-        order = (
-            epoch_permutation(size, loader.seed, self.epoch)
-            if loader.shuffle
-            else torch.arange(size)
-        )
+        order = epoch_permutation(size, loader.seed, self.epoch) if loader.shuffle else torch.arange(size)
         start = self.start
-        while (
-            bounds := batch_bounds(size, start, loader.batch_size, loader.drop_last)
-        ) is not None:
+        while (bounds := batch_bounds(size, start, loader.batch_size, loader.drop_last)) is not None:
             begin, start = bounds
             yield order[begin:start].tolist()
 
@@ -154,8 +142,7 @@ class DatasetLoader:
 
     def iter_epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         self._sampler.epoch, self._sampler.start = epoch, start
-        for inputs, targets in self._loader:
-            yield inputs, targets
+        yield from self._loader
 
 
 def as_loader(data: Any, batch_size: int, **options: Any) -> Loader:
@@ -164,6 +151,4 @@ def as_loader(data: Any, batch_size: int, **options: Any) -> Loader:
         return data
     if isinstance(data, Dataset) and hasattr(data, "__len__"):
         return DatasetLoader(data, batch_size, **options)
-    raise TypeError(
-        f"training data must be an algospeed Loader or a map-style Dataset, got {type(data).__name__}"
-    )
+    raise TypeError(f"training data must be an algospeed Loader or a map-style Dataset, got {type(data).__name__}")

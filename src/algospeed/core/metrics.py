@@ -39,9 +39,7 @@ CROSS_ENTROPY = Metric("loss", False, _cross_entropy_sum)
 
 
 @torch.no_grad()
-def evaluate(
-    model: nn.Module, loader: Loader, metrics: Sequence[Metric], device: Any
-) -> dict[str, float]:
+def evaluate(model: nn.Module, loader: Loader, metrics: Sequence[Metric], device: Any) -> dict[str, float]:
     """Each metric's mean over the whole eval set, with the model in eval mode (then restored)."""
     was_training = model.training
     model.eval()
@@ -61,6 +59,4 @@ def evaluate(
         model.train(was_training)
     if count == 0:
         raise ValueError("the eval set is empty")
-    return {
-        metric.name: value / count for metric, value in zip(metrics, sums.tolist(), strict=True)
-    }
+    return {metric.name: value / count for metric, value in zip(metrics, sums.tolist(), strict=True)}

@@ -81,9 +81,7 @@ class Trainer:
         factory = None if isinstance(optimizer, torch.optim.Optimizer) else optimizer
         self.state = State(
             model=model,
-            optimizer=optimizer
-            if factory is None
-            else factory([p for p in model.parameters() if p.requires_grad]),
+            optimizer=optimizer if factory is None else factory([p for p in model.parameters() if p.requires_grad]),
             optimizer_factory=factory,
             loss_fn=loss_fn,
             budget=self.budget,
@@ -128,7 +126,7 @@ class Trainer:
         return RunResult(points=list(self.state.curve), status=status, budget=str(self.budget))
 
     def _loop(self) -> None:
-        state, clock, loader = self.state, self.state.clock, self.train_data
+        _state, clock, loader = self.state, self.state.clock, self.train_data
         if self._budget_spent():
             return
         while True:
@@ -137,12 +135,7 @@ class Trainer:
             steps_before, ended = clock.steps, False
             for batch in loader.iter_epoch(clock.epoch, clock.sample_in_epoch):
                 self._train_step(batch)
-                ended = (
-                    batch_bounds(
-                        len(loader), clock.sample_in_epoch, loader.batch_size, loader.drop_last
-                    )
-                    is None
-                )
+                ended = batch_bounds(len(loader), clock.sample_in_epoch, loader.batch_size, loader.drop_last) is None
                 if ended:
                     self._end_epoch()
                 if self._after_step():
@@ -213,18 +206,13 @@ class Trainer:
         spent = self._budget_spent()
         if clock.steps % NAN_CHECK_EVERY == 0:
             self._check_finite()
-        if spent or (
-            self.eval_interval
-            and interval_reached(clock, self._last_eval, self.eval_interval, self.budget)
-        ):
+        if spent or (self.eval_interval and interval_reached(clock, self._last_eval, self.eval_interval, self.budget)):
             self._pause(self._record_point)
         if self.checkpoint_dir and (
             spent
             or (
                 self.checkpoint_interval
-                and interval_reached(
-                    clock, self._last_checkpoint, self.checkpoint_interval, self.budget
-                )
+                and interval_reached(clock, self._last_checkpoint, self.checkpoint_interval, self.budget)
             )
         ):
             self._pause(self._save_checkpoint)
@@ -254,9 +242,7 @@ class Trainer:
         self._fire(Event.EVAL_START)
         metrics: dict[str, float] = {}
         if self.eval_data is not None:
-            metrics = evaluate(
-                state.eval_model or state.model, self.eval_data, self.metrics, state.device
-            )
+            metrics = evaluate(state.eval_model or state.model, self.eval_data, self.metrics, state.device)
         clock = state.clock
         mean_loss = (self._loss_sum / max(self._loss_count, 1)).item()
         self._loss_sum.zero_()
@@ -305,9 +291,7 @@ class Trainer:
             "rng_python": _jsonable(random.getstate()),
             "rng_numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
         }
-        write_checkpoint(
-            self.checkpoint_dir, state.clock.steps, payload, meta, keep=self.keep_checkpoints
-        )
+        write_checkpoint(self.checkpoint_dir, state.clock.steps, payload, meta, keep=self.keep_checkpoints)
 
     def load_checkpoint(self, source: str | Path) -> None:
         """Restore everything a checkpoint holds; a mismatched or corrupt one is a `CheckpointError`."""
@@ -342,12 +326,8 @@ class Trainer:
             kind, keys, *rest = meta["rng_numpy"]
             np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
         except (KeyError, ValueError, RuntimeError, TypeError) as error:
-            first_line = (
-                str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            )
-            raise CheckpointError(
-                f"checkpoint {path} does not match this run: {first_line}"
-            ) from None
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise CheckpointError(f"checkpoint {path} does not match this run: {first_line}") from None
 
     # --------------------------------------------------------------------------------- signals
     @contextmanager
@@ -363,9 +343,7 @@ class Trainer:
                 raise KeyboardInterrupt
             self._signal = signum
 
-        previous = {
-            sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
-        }
+        previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             yield
         finally:
@@ -393,11 +371,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _check_fingerprint(path: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
-    differing = sorted(
-        key for key in saved.keys() | current.keys() if saved.get(key) != current.get(key)
-    )
+    differing = sorted(key for key in saved.keys() | current.keys() if saved.get(key) != current.get(key))
     if differing:
-        details = ", ".join(
-            f"{key}: {saved.get(key)!r} != {current.get(key)!r}" for key in differing
-        )
+        details = ", ".join(f"{key}: {saved.get(key)!r} != {current.get(key)!r}" for key in differing)
         raise CheckpointError(f"checkpoint {path} belongs to another run ({details})")

@@ -44,9 +44,7 @@ class Amount:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.value) and self.value > 0):
-            raise UsageError(
-                f"amount must be positive and finite, got {self.value!r}; {ACCEPTED_FORMS}"
-            )
+            raise UsageError(f"amount must be positive and finite, got {self.value!r}; {ACCEPTED_FORMS}")
 
     def __str__(self) -> str:
         return f"{self.value:g}{self.unit.value}"

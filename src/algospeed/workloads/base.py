@@ -46,17 +46,13 @@ class Workload:
         unknown = sorted(set(given) - set(self.options))
         if unknown:
             valid = ", ".join(sorted(self.options)) or "(none)"
-            raise UsageError(
-                f"workload {self.name!r} has no option {', '.join(unknown)}; valid options: {valid}"
-            )
+            raise UsageError(f"workload {self.name!r} has no option {', '.join(unknown)}; valid options: {valid}")
         resolved = dict(self.options)
         for key, value in given.items():
             resolved[key] = _convert(self.name, key, value, type(self.options[key]))
         return resolved
 
-    def make_optimizer(
-        self, lr: float | None = None
-    ) -> Callable[[list[nn.Parameter]], torch.optim.Optimizer]:
+    def make_optimizer(self, lr: float | None = None) -> Callable[[list[nn.Parameter]], torch.optim.Optimizer]:
         """A factory for this workload's default optimizer."""
         rate = self.lr if lr is None else lr
         if self.optimizer == "sgd":
@@ -78,6 +74,4 @@ def _convert(workload: str, key: str, value: Any, kind: type) -> Any:
             return int(number)
         return kind(value)
     except (TypeError, ValueError):
-        raise UsageError(
-            f"workload {workload!r} option {key}={value!r} must be a {kind.__name__}"
-        ) from None
+        raise UsageError(f"workload {workload!r} option {key}={value!r} must be a {kind.__name__}") from None

@@ -16,9 +16,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("ALGOSPEED_CACHE", Path.home() / ".cache" / "algospeed"))
 
 
-def cached_arrays(
-    name: str, params: dict, make: Callable[[], dict[str, np.ndarray]]
-) -> dict[str, np.ndarray]:
+def cached_arrays(name: str, params: dict, make: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """`make()`'s arrays, computed once per `params` and stored atomically."""
     digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
     path = cache_dir() / f"{name}-{digest}.npz"

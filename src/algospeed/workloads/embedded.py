@@ -36,9 +36,7 @@ def load_mnist1d(options: Mapping[str, Any]) -> Splits:
     samples = int(options["samples"])
     if not 1000 <= samples <= 2_000_000:
         raise UsageError(f"mnist1d samples must be between 1000 and 2000000, got {samples}")
-    arrays = cached_arrays(
-        "mnist1d", {"samples": samples, "seed": MNIST1D_DATA_SEED}, lambda: _mnist1d_arrays(samples)
-    )
+    arrays = cached_arrays("mnist1d", {"samples": samples, "seed": MNIST1D_DATA_SEED}, lambda: _mnist1d_arrays(samples))
 
     def signals(x: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(x).float().unsqueeze(1)
@@ -100,9 +98,7 @@ def parse_shape(text: str) -> tuple[int, ...]:
     except ValueError:
         shape = ()
     if not shape or min(shape) <= 0:
-        raise UsageError(
-            f"malformed shape {text!r}: expected positive sizes joined by x, e.g. 3x32x32"
-        )
+        raise UsageError(f"malformed shape {text!r}: expected positive sizes joined by x, e.g. 3x32x32")
     return shape
 
 
@@ -185,6 +181,4 @@ def get_workload(name: str) -> Workload:
     try:
         return WORKLOADS[name]
     except KeyError:
-        raise UsageError(
-            f"unknown workload {name!r}; valid workloads: {', '.join(sorted(WORKLOADS))}"
-        ) from None
+        raise UsageError(f"unknown workload {name!r}; valid workloads: {', '.join(sorted(WORKLOADS))}") from None

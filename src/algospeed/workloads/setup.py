@@ -58,9 +58,7 @@ def build_trainer(
     splits = workload.load(options)
     device = torch.device(spec.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     batch_size = spec.batch_size or workload.batch_size
-    train = InMemoryLoader(
-        splits.train_inputs, splits.train_targets, batch_size, seed=spec.seed, device=device
-    )
+    train = InMemoryLoader(splits.train_inputs, splits.train_targets, batch_size, seed=spec.seed, device=device)
     test = InMemoryLoader(
         splits.test_inputs,
         splits.test_targets,
