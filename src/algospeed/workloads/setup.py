@@ -10,10 +10,13 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from algospeed.core.callback import Callback
-from algospeed.core.data import InMemoryLoader
+from algospeed.core.data import DatasetLoader, InMemoryLoader, Loader
 from algospeed.core.trainer import Trainer
 from algospeed.core.units import parse_amount, parse_budget
+from algospeed.workloads.base import DatasetSplits, Splits, class_count
 from algospeed.workloads.embedded import get_workload
+
+EVAL_BATCH = 256
 
 
 class RunSpec(BaseModel):
@@ -41,6 +44,19 @@ class RunSpec(BaseModel):
     def _interval_parses(cls, value: str | None) -> str | None:
         return None if value is None else str(parse_amount(value, allow_fraction=True))
 
+    @field_validator("device")
+    @classmethod
+    def _device_exists(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            device = torch.device(value)
+        except RuntimeError:
+            raise ValueError(f"unknown device {value!r}; use cpu, cuda or cuda:N") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {value!r} asked for, but CUDA is not available on this machine")
+        return value
+
     def fingerprint(self) -> dict[str, Any]:
         """What a checkpoint must agree on to be resumed by this spec (the device may change)."""
         return self.model_dump(exclude={"device", "checkpoint_interval"})
@@ -55,20 +71,12 @@ def build_trainer(
     """Load the workload's data, seed and build its model, and wire up a `Trainer`."""
     workload = get_workload(spec.workload)
     options = workload.resolve_options(spec.options)
-    splits = workload.load(options)
+    data = workload.load(options)
     device = torch.device(spec.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     batch_size = spec.batch_size or workload.batch_size
-    train = InMemoryLoader(splits.train_inputs, splits.train_targets, batch_size, seed=spec.seed, device=device)
-    test = InMemoryLoader(
-        splits.test_inputs,
-        splits.test_targets,
-        max(batch_size, 256),
-        shuffle=False,
-        drop_last=False,
-        device=device,
-    )
+    train, test = _loaders(data, batch_size, spec.seed, device, int(options.get("workers", 0)))
     torch.manual_seed(spec.seed)
-    model = workload.model(options)
+    model = workload.model(options, class_count(data))
     return Trainer(
         model,
         train,
@@ -84,3 +92,20 @@ def build_trainer(
         checkpoint_interval=spec.checkpoint_interval,
         fingerprint=spec.fingerprint(),
     )
+
+
+def _loaders(
+    data: Splits | DatasetSplits, batch_size: int, seed: int, device: torch.device, workers: int
+) -> tuple[Loader, Loader]:
+    """In-memory tensors go to the device whole; datasets are decoded by `workers` processes."""
+    eval_batch = max(batch_size, EVAL_BATCH)
+    if isinstance(data, DatasetSplits):
+        pin = device.type == "cuda"
+        train = DatasetLoader(data.train, batch_size, seed=seed, num_workers=workers, pin_memory=pin)
+        test = DatasetLoader(data.test, eval_batch, shuffle=False, drop_last=False, num_workers=workers, pin_memory=pin)
+        return train, test
+    train = InMemoryLoader(data.train_inputs, data.train_targets, batch_size, seed=seed, device=device)
+    test = InMemoryLoader(
+        data.test_inputs, data.test_targets, eval_batch, shuffle=False, drop_last=False, device=device
+    )
+    return train, test
