@@ -55,8 +55,7 @@ class Catalogue(BaseModel):
                 return entry
         linked = sorted(e.implemented_by for e in self.entries if e.implemented_by)
         raise UsageError(
-            f"no catalogue entry is linked to method {name!r}; "
-            f"linked methods: {', '.join(linked) or '(none yet)'}"
+            f"no catalogue entry is linked to method {name!r}; linked methods: {', '.join(linked) or '(none yet)'}"
         )
 
 
