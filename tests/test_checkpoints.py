@@ -45,8 +45,15 @@ class NoisyCounter(Callback):
 def _run(loader, checkpoint_dir: Path, resume_from=None, **kwargs):
     counter = NoisyCounter()
     trainer = make_trainer(
-        loader, "3ep", callbacks=[counter], eval_interval="1ep", checkpoint_dir=checkpoint_dir,
-        checkpoint_interval="4ba", keep_checkpoints=100, fingerprint={"case": "resume"}, **kwargs,
+        loader,
+        "3ep",
+        callbacks=[counter],
+        eval_interval="1ep",
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_interval="4ba",
+        keep_checkpoints=100,
+        fingerprint={"case": "resume"},
+        **kwargs,
     )
     result = trainer.fit(resume_from=resume_from)
     return trainer, counter, result
@@ -68,8 +75,11 @@ def test_resuming_mid_epoch_is_bit_identical_to_an_uninterrupted_run(tiny_loader
     assert _same_weights(full.state.model, resumed.state.model)
     assert all(
         torch.equal(a, b)
-        for a, b in zip(full.state.optimizer.state_dict()["state"][0].values(),
-                        resumed.state.optimizer.state_dict()["state"][0].values(), strict=True)
+        for a, b in zip(
+            full.state.optimizer.state_dict()["state"][0].values(),
+            resumed.state.optimizer.state_dict()["state"][0].values(),
+            strict=True,
+        )
     )
     assert (counter.steps, counter.total) == (full_counter.steps, full_counter.total)
     strip = lambda points: [(p.step, p.samples, p.flops, p.train_loss, p.metrics) for p in points]  # noqa: E731
@@ -184,5 +194,8 @@ def test_sigint_checkpoints_exits_cleanly_and_the_run_resumes_identically(tmp_pa
 
     subprocess.run([*command, "--out", str(interrupted), "--resume"], env=env, check=True, capture_output=True)
     subprocess.run([*command, "--out", str(reference)], env=env, check=True, capture_output=True)
-    final = [torch.load(list_checkpoints(d / "checkpoints")[-1], weights_only=True)["model"] for d in (interrupted, reference)]
+    final = [
+        torch.load(list_checkpoints(d / "checkpoints")[-1], weights_only=True)["model"]
+        for d in (interrupted, reference)
+    ]
     assert all(torch.equal(final[0][k], final[1][k]) for k in final[1])

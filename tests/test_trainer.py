@@ -87,9 +87,22 @@ def test_events_fire_in_step_order_and_after_events_unwind_in_reverse(tiny_loade
     make_trainer(tiny_loader, "1ba", callbacks=[Recorder("a", log), Recorder("b", log)]).fit()
     events = [entry.split(":")[0] for entry in log if entry.endswith(":a")]
     assert events == [
-        "init", "fit_start", "epoch_start", "after_dataloader", "before_forward", "after_forward",
-        "before_loss", "after_loss", "before_backward", "after_backward", "before_optimizer_step",
-        "after_optimizer_step", "batch_end", "eval_start", "eval_end", "fit_end",
+        "init",
+        "fit_start",
+        "epoch_start",
+        "after_dataloader",
+        "before_forward",
+        "after_forward",
+        "before_loss",
+        "after_loss",
+        "before_backward",
+        "after_backward",
+        "before_optimizer_step",
+        "after_optimizer_step",
+        "batch_end",
+        "eval_start",
+        "eval_end",
+        "fit_end",
     ]
     assert log[log.index("before_forward:a") + 1] == "before_forward:b"
     assert log[log.index("after_forward:b") + 1] == "after_forward:a"
@@ -172,8 +185,12 @@ def _method(name: str, conflicts=frozenset(), requires=frozenset()) -> Method:
     cls = type(
         f"M_{name}",
         (Method,),
-        {"name": name, "conflicts": conflicts, "requires": requires,
-         "place": Place((Where.DATA,), (What.REMOVE,), How.CHEAPER_STEPS, (When.THROUGHOUT,))},
+        {
+            "name": name,
+            "conflicts": conflicts,
+            "requires": requires,
+            "place": Place((Where.DATA,), (What.REMOVE,), How.CHEAPER_STEPS, (When.THROUGHOUT,)),
+        },
     )
     return cls()
 

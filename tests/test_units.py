@@ -25,8 +25,14 @@ def test_amount_text_round_trips(unit: Unit, value: float) -> None:
 
 @pytest.mark.parametrize(
     ("text", "value", "unit"),
-    [("20ep", 20, Unit.EPOCH), ("500ba", 500, Unit.BATCH), ("3e4sp", 30000, Unit.SAMPLE),
-     ("90s", 90, Unit.SECOND), ("2.5e12flop", 2.5e12, Unit.FLOP), (" 1e6 tok ", 1e6, Unit.TOKEN)],
+    [
+        ("20ep", 20, Unit.EPOCH),
+        ("500ba", 500, Unit.BATCH),
+        ("3e4sp", 30000, Unit.SAMPLE),
+        ("90s", 90, Unit.SECOND),
+        ("2.5e12flop", 2.5e12, Unit.FLOP),
+        (" 1e6 tok ", 1e6, Unit.TOKEN),
+    ],
 )
 def test_issue_examples_parse(text: str, value: float, unit: Unit) -> None:
     assert parse_budget(text) == Amount(value, unit)

@@ -42,31 +42,15 @@ def workloads_command() -> None:
     from algospeed.workloads.embedded import WORKLOADS
 
     table = Table(title="workloads")
-    for column in (
-        "name",
-        "metric",
-        "target",
-        "budget",
-        "batch",
-        "optimizer",
-        "options",
-        "description",
-    ):
-        table.add_column(column)
+    for column in ("name", "metric", "target", "budget", "batch", "optimizer", "options"):
+        table.add_column(column, no_wrap=column != "options", overflow="fold")
     for w in WORKLOADS.values():
-        direction = "higher" if w.metric.higher_is_better else "lower"
+        metric = f"{w.metric.name} ({'max' if w.metric.higher_is_better else 'min'})"
         options = ", ".join(f"{k}={v}" for k, v in w.options.items()) or "-"
-        table.add_row(
-            w.name,
-            f"{w.metric.name} ({direction} is better)",
-            f"{w.target:g}",
-            w.budget,
-            str(w.batch_size),
-            f"{w.optimizer} lr={w.lr:g}",
-            options,
-            w.description,
-        )
+        table.add_row(w.name, metric, f"{w.target:g}", w.budget, str(w.batch_size), f"{w.optimizer} {w.lr:g}", options)
     console.print(table)
+    for w in WORKLOADS.values():
+        console.print(f"  [bold]{w.name}[/]: {w.description}")
 
 
 @app.command("train")

@@ -59,7 +59,11 @@ def select(
     task: Task | str | None = None,
     implemented: bool = False,
 ) -> list[Entry]:
-    """Entries matching every given criterion; a list-valued axis matches if it holds the value."""
+    """Entries matching every given criterion.
+
+    A list-valued axis matches if it holds the value; `how` matches entries paying off `both` ways
+    too, since those also give cheaper (or fewer) steps.
+    """
     wanted_where = None if where is None else parse(Where, where, "where")
     wanted_what = None if what is None else parse(What, what, "what")
     wanted_how = None if how is None else parse(How, how, "how")
@@ -70,7 +74,7 @@ def select(
         for entry in entries
         if (wanted_where is None or wanted_where in entry.where)
         and (wanted_what is None or wanted_what in entry.what)
-        and (wanted_how is None or wanted_how == entry.how)
+        and (wanted_how is None or entry.how in (wanted_how, How.BOTH))
         and (wanted_when is None or wanted_when in entry.when)
         and (wanted_task is None or wanted_task in entry.tasks)
         and (not implemented or entry.implemented_by is not None)

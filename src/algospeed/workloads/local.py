@@ -6,7 +6,7 @@ import io
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ def existing_folder(options: Mapping[str, Any], workload: str) -> Path:
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickles CIFAR-10's python batches (dicts of numpy arrays) and refuses anything else."""
 
-    ALLOWED = {
+    ALLOWED: ClassVar[set[tuple[str, str]]] = {
         ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"),
