@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -11,7 +12,13 @@ import yaml
 from algospeed.errors import UsageError
 from algospeed.methods.registry import method_names
 from algospeed.taxonomy.axes import Place, What, Where
-from algospeed.taxonomy.catalogue import entry_for_method, load_catalogue, packaged_catalogue, parse_catalogue
+from algospeed.taxonomy.catalogue import (
+    SAFE_LOADER,
+    entry_for_method,
+    load_catalogue,
+    packaged_catalogue,
+    parse_catalogue,
+)
 from algospeed.taxonomy.queries import grid
 from algospeed.taxonomy.schema import FIELD_ORDER, Reference
 
@@ -35,9 +42,10 @@ GOOD_ENTRY = """\
 """
 
 
+@cache
 def raw_entries() -> list[dict]:
     text = resources.files("algospeed.taxonomy").joinpath("catalogue.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+    return yaml.load(text, Loader=SAFE_LOADER)
 
 
 def test_packaged_catalogue_validates_and_has_at_least_150_entries() -> None:

@@ -19,12 +19,30 @@ from algospeed.taxonomy.schema import Entry
 
 # id, where, what, how, when, mechanism, tasks, implemented_by
 ROWS = [
-    ("sel_backprop", "[data]", "[remove]", "both", "[throughout]", "sample_selection", "[vision]", "selective_backprop"),
+    (
+        "sel_backprop",
+        "[data]",
+        "[remove]",
+        "both",
+        "[throughout]",
+        "sample_selection",
+        "[vision]",
+        "selective_backprop",
+    ),
     ("data_prune", "[data]", "[remove]", "fewer_steps", "[before]", "sample_selection", "[vision, language]", "null"),
     ("easy_first", "[data]", "[reorder]", "fewer_steps", "[scheduled]", "curriculum", "[language]", "null"),
     ("mix_pairs", "[data, optimization]", "[add]", "fewer_steps", "[throughout]", "sample_mixing", "[vision]", "mixup"),
     ("thin_layers", "[model]", "[shrink]", "cheaper_steps", "[throughout]", "low_rank", "[language]", "null"),
-    ("adaptive", "[optimization]", "[replace]", "fewer_steps", "[throughout]", "adaptive_optimizer", "[generic]", "null"),
+    (
+        "adaptive",
+        "[optimization]",
+        "[replace]",
+        "fewer_steps",
+        "[throughout]",
+        "adaptive_optimizer",
+        "[generic]",
+        "null",
+    ),
     ("hard_points", "[data]", "[remove]", "fewer_steps", "[throughout]", "sample_selection", "[vision]", "null"),
 ]
 

@@ -19,6 +19,8 @@ from algospeed.errors import UsageError
 from algospeed.taxonomy.schema import Entry
 
 PACKAGED = "catalogue.yaml"
+# libyaml's loader when PyYAML was built with it: parsing the catalogue is ~10x faster.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class Catalogue(BaseModel):
@@ -62,7 +64,7 @@ class Catalogue(BaseModel):
 def parse_catalogue(text: str, source: str) -> Catalogue:
     """Parse and validate catalogue YAML; a malformed file is a usage error naming the entry."""
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=SAFE_LOADER)
     except yaml.YAMLError as error:
         raise UsageError(f"{source}: not valid YAML: {error}") from None
     if not isinstance(raw, list):
