@@ -76,6 +76,11 @@ def test_an_existing_run_is_not_overwritten_and_resume_needs_a_run(capsys, tmp_p
     assert (out_dir / "curve.jsonl").read_text() == before
     code, _, err = run_cli(capsys, "train", "--quiet", "--out", str(tmp_path / "none"), "--resume")
     assert code == 2 and "nothing to resume" in err
+    code, _, err = run_cli(capsys, "train", *FAST, "--out", str(out_dir), "--resume", "--overwrite")
+    assert code == 2 and "pass one of them" in err
+    assert run_cli(capsys, "train", *FAST, "--seed", "1", "--out", str(out_dir), "--overwrite")[0] == 0
+    assert json.loads((out_dir / "config.json").read_text())["seed"] == 1
+    assert len(list_checkpoints(out_dir / "checkpoints")) == 2  # the old run's checkpoints are gone
 
 
 def test_resume_with_a_different_budget_or_a_corrupt_checkpoint_is_a_clear_error(capsys, tmp_path: Path) -> None:

@@ -58,3 +58,10 @@ def test_dataset_loader_with_workers_gives_the_same_batches() -> None:
     plain = DatasetLoader(TensorDataset(inputs, targets), 8, seed=5)
     workers = DatasetLoader(TensorDataset(inputs, targets), 8, seed=5, num_workers=2)
     assert _order(workers, 1, start=8) == _order(plain, 1, start=8)
+
+
+def test_gathering_per_batch_above_the_memory_limit_gives_the_same_batches() -> None:
+    whole = InMemoryLoader(*_ids(90), 16, seed=4)
+    per_batch = InMemoryLoader(*_ids(90), 16, seed=4, gather_limit=0)
+    assert whole.gather_whole_epoch and not per_batch.gather_whole_epoch
+    assert _order(per_batch, 3, start=32) == _order(whole, 3, start=32)

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from algospeed.errors import AlgospeedError, UsageError, usage_error_from_validation
+from algospeed.taxonomy.cli import app as taxonomy_app
 
 app = typer.Typer(
     name="algospeed",
@@ -21,6 +22,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(taxonomy_app, name="taxonomy")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -77,6 +79,7 @@ def train_command(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
     ] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run already in --out.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Train one workload for one budget, writing curve.jsonl, summary.json and checkpoints."""
@@ -107,8 +110,10 @@ def train_command(
     except ValidationError as error:
         raise usage_error_from_validation(error, "run settings") from None
     get_workload(spec.workload).resolve_options(spec.options)
+    if resume and overwrite:
+        raise UsageError("--resume continues the run in --out and --overwrite replaces it: pass one of them")
     if not resume:
-        directory.check_new()
+        directory.check_new(overwrite)
     bar = None if quiet else ProgressBar(f"{spec.workload} seed {spec.seed}", get_workload(spec.workload).metric.name)
     trainer = build_trainer(
         spec,
@@ -116,7 +121,7 @@ def train_command(
         checkpoint_dir=directory.checkpoints,
     )
     if not resume:
-        directory.start(spec)
+        directory.start(spec, replace=overwrite)
     try:
         result = trainer.fit(resume_from=directory.checkpoints if resume else None)
     finally:

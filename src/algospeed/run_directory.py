@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +30,15 @@ class RunDirectory:
         self.summary = self.root / "summary.json"
         self.checkpoints = self.root / "checkpoints"
 
-    def check_new(self) -> None:
-        """A fresh run must not overwrite another run's files."""
-        if self.config.exists():
-            raise UsageError(f"{self.root} already holds a run; pass --resume to continue it or choose another --out")
+    def check_new(self, overwrite: bool = False) -> None:
+        """A fresh run must not overwrite another run's files, unless asked to replace that run."""
         if self.root.exists() and not self.root.is_dir():
             raise UsageError(f"--out {self.root} is a file, not a folder")
+        if self.config.exists() and not overwrite:
+            raise UsageError(
+                f"{self.root} already holds a run; pass --resume to continue it, --overwrite to replace it, "
+                "or choose another --out"
+            )
 
     def load_spec(self) -> RunSpec:
         """The spec of the run to resume."""
@@ -45,7 +49,10 @@ class RunDirectory:
         except ValueError as error:
             raise UsageError(f"{self.config} is not a valid run config: {error}") from None
 
-    def start(self, spec: RunSpec) -> None:
+    def start(self, spec: RunSpec, replace: bool = False) -> None:
+        """Create the folder (after everything was validated), replacing a previous run if asked."""
+        if replace and self.config.exists():
+            shutil.rmtree(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.config, spec.model_dump())
 

@@ -46,7 +46,12 @@ def batch_bounds(size: int, start: int, batch_size: int, drop_last: bool) -> tup
 
 
 class InMemoryLoader:
-    """Whole-batch gathering from tensors held on the device: no per-sample collate, no workers."""
+    """Whole-batch loading from tensors held on the device: no per-sample collate, no workers.
+
+    Each epoch gathers the whole shuffled dataset once, so that every batch is a contiguous slice
+    (a view, no copy); above `gather_limit` bytes it gathers batch by batch instead, to keep the
+    extra memory to one batch.
+    """
 
     def __init__(
         self,
@@ -58,6 +63,7 @@ class InMemoryLoader:
         drop_last: bool = True,
         seed: int = 0,
         device: torch.device | str = "cpu",
+        gather_limit: int = 2**31,
     ) -> None:
         if len(inputs) != len(targets):
             raise ValueError(f"inputs ({len(inputs)}) and targets ({len(targets)}) differ in length")
@@ -69,20 +75,25 @@ class InMemoryLoader:
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.seed = seed
+        self.gather_whole_epoch = inputs.nbytes + targets.nbytes <= gather_limit
 
     def __len__(self) -> int:
         return len(self.inputs)
 
     def iter_epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         size = len(self)
-        order = epoch_permutation(size, self.seed, epoch).to(self.inputs.device) if self.shuffle else None
+        inputs, targets, order = self.inputs, self.targets, None
+        if self.shuffle:
+            order = epoch_permutation(size, self.seed, epoch).to(inputs.device)
+            if self.gather_whole_epoch:
+                inputs, targets, order = inputs[order], targets[order], None
         while (bounds := batch_bounds(size, start, self.batch_size, self.drop_last)) is not None:
             begin, start = bounds
             if order is None:
-                yield self.inputs[begin:start], self.targets[begin:start]
+                yield inputs[begin:start], targets[begin:start]
             else:
                 index = order[begin:start]
-                yield self.inputs[index], self.targets[index]
+                yield inputs[index], targets[index]
 
 
 class _BatchSampler:
