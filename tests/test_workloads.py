@@ -9,9 +9,9 @@ import torch
 
 from algospeed.core.data import DatasetLoader, InMemoryLoader
 from algospeed.errors import UsageError
+from algospeed.run_spec import RunSpec, build_trainer
 from algospeed.workloads.base import DatasetSplits, Splits
 from algospeed.workloads.embedded import WORKLOADS, get_workload
-from algospeed.workloads.setup import RunSpec, build_trainer
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(taxonomy_app, name="taxonomy")
+methods_app = typer.Typer(
+    help="The implemented speedup methods and their cards.", invoke_without_command=True, add_completion=False
+)
+app.add_typer(methods_app, name="methods")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -55,6 +59,62 @@ def workloads_command() -> None:
         console.print(f"  [bold]{w.name}[/]: {w.description}")
 
 
+@methods_app.callback()
+def methods_command(ctx: typer.Context) -> None:
+    """List the implemented methods with their taxonomy place."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from algospeed.methods.registry import method_class, method_names
+
+    table = Table(title="methods")
+    for column in ("name", "where", "what", "how", "when", "summary"):
+        table.add_column(column, overflow="fold")
+    for name in method_names():
+        cls = method_class(name)
+        place = cls.place
+        table.add_row(
+            name,
+            ", ".join(v.value for v in place.where),
+            ", ".join(v.value for v in place.what),
+            place.how.value,
+            ", ".join(v.value for v in place.when),
+            _first_line(cls.__doc__),
+        )
+    console.print(table)
+
+
+@methods_app.command("show")
+def methods_show_command(name: Annotated[str, typer.Argument(help="Method name.")]) -> None:
+    """Print a method's card: what it does, its place, settings, when it helps and hurts, its reference."""
+    import inspect
+
+    from algospeed.methods.registry import method_class
+    from algospeed.methods.spec import method_settings
+
+    cls = method_class(name)
+    place = cls.place
+    console.print(f"[bold]{name}[/]", highlight=False)
+    console.print(inspect.cleandoc(cls.__doc__ or ""), highlight=False, markup=False)
+    console.print(
+        f"\nplace: where={'/'.join(v.value for v in place.where)} what={'/'.join(v.value for v in place.what)} "
+        f"how={place.how.value} when={'/'.join(v.value for v in place.when)}",
+        highlight=False,
+    )
+    if cls.conflicts or cls.requires:
+        console.print(
+            f"conflicts: {', '.join(sorted(cls.conflicts)) or '-'}; needs: {', '.join(sorted(cls.requires)) or '-'}"
+        )
+    settings = method_settings(cls)
+    if settings:
+        console.print("settings:")
+        for key, (kind, default) in settings.items():
+            console.print(f"  {key} = {default!r}  ({getattr(kind, '__name__', kind)})", highlight=False, markup=False)
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+
+
 @app.command("train")
 def train_command(
     workload: Annotated[str | None, typer.Option(help="Workload name (see `algospeed workloads`).")] = None,
@@ -65,6 +125,10 @@ def train_command(
     out: Annotated[Path, typer.Option(help="Output folder for config, curve, summary and checkpoints.")] = Path(
         "runs/demo"
     ),
+    methods: Annotated[
+        str | None,
+        typer.Option(help="Speedup methods in order, with settings: label_smoothing,blurpool:replace_maxpools=false"),
+    ] = None,
     option: Annotated[
         list[str] | None,
         typer.Option("--option", "-o", help="Workload option KEY=VALUE (repeatable)."),
@@ -85,8 +149,8 @@ def train_command(
     """Train one workload for one budget, writing curve.jsonl, summary.json and checkpoints."""
     from algospeed.progress_bar import ProgressBar
     from algospeed.run_directory import CurveWriter, RunDirectory
+    from algospeed.run_spec import RunSpec, build_trainer
     from algospeed.workloads.embedded import get_workload
-    from algospeed.workloads.setup import RunSpec, build_trainer
 
     directory = RunDirectory(out)
     given = {
@@ -94,6 +158,7 @@ def train_command(
         "budget": budget,
         "seed": seed,
         "options": parse_settings(option or [], "--option") or None,
+        "methods": methods,
         "batch_size": batch_size,
         "lr": lr,
         "eval_interval": eval_every,

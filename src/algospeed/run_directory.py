@@ -16,8 +16,8 @@ from algospeed.core.files import write_json_atomic, write_text_atomic
 from algospeed.core.result import CurvePoint, RunResult
 from algospeed.core.state import State
 from algospeed.errors import UsageError
+from algospeed.run_spec import RunSpec
 from algospeed.workloads.embedded import get_workload
-from algospeed.workloads.setup import RunSpec
 
 
 class RunDirectory:

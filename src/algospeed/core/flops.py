@@ -8,6 +8,7 @@ method does inside it (SAM, selective backprop).
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -30,10 +31,10 @@ class FlopMeter:
     """Caches the FLOPs of each kind of step; `count(key)` measures the step run inside it once."""
 
     def __init__(self) -> None:
-        self.cache: dict[str, float] = {}
-        self._pending: tuple[str, FlopCounterMode] | None = None
+        self.cache: dict[Hashable, float] = {}
+        self._pending: tuple[Hashable, FlopCounterMode] | None = None
 
-    def count(self, key: str) -> AbstractContextManager[Any]:
+    def count(self, key: Hashable) -> AbstractContextManager[Any]:
         """A context to run the step in: a counter the first time `key` is seen, else nothing."""
         if key in self.cache:
             return nullcontext()
@@ -41,7 +42,7 @@ class FlopMeter:
         self._pending = (key, counter)
         return counter
 
-    def charge(self, key: str) -> float:
+    def charge(self, key: Hashable) -> float:
         """The FLOPs of a step of kind `key` (after it ran inside `count(key)`)."""
         if self._pending is not None and self._pending[0] == key:
             self.cache[key] = float(self._pending[1].get_total_flops())

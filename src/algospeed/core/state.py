@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from algospeed.core.clock import Clock
+from algospeed.core.data import Loader
+from algospeed.core.flops import FlopMeter
 from algospeed.core.result import CurvePoint
 from algospeed.core.units import Amount
 
+T = TypeVar("T")
 LossFn = Callable[[Any, Any], torch.Tensor]
 OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
 Schedule = Callable[[float], float]
@@ -22,7 +25,8 @@ Schedule = Callable[[float], float]
 class State:
     """The training loop's state, shared with every callback and method.
 
-    Methods change training by changing this: `batch` after the data loader, `loss` after the loss,
+    Methods change training by changing this: `train_data` (read at every epoch start and batch),
+    `batch` after the data loader, `loss` after the loss,
     `schedule` (a learning-rate multiplier as a function of progress), `eval_model` (e.g. an EMA
     copy), `step_tag` (marks a step whose work differs for the same batch shape, so that FLOPs are
     counted for it separately), and `model_version` (bump it after changing the model's structure
@@ -30,6 +34,7 @@ class State:
     """
 
     model: nn.Module
+    train_data: Loader
     optimizer: torch.optim.Optimizer
     optimizer_factory: OptimizerFactory | None
     loss_fn: LossFn
@@ -39,6 +44,7 @@ class State:
     seed: int
     generator: torch.Generator
     clock: Clock = field(default_factory=Clock)
+    flops: FlopMeter = field(default_factory=FlopMeter)
     curve: list[CurvePoint] = field(default_factory=list)
     batch: Any = None
     outputs: Any = None
@@ -61,6 +67,14 @@ class State:
     @property
     def targets(self) -> Any:
         return self.batch[1]
+
+    def counted(self, kind: Hashable, work: Callable[[], T]) -> T:
+        """Run extra `work` outside the step's own counting (a proxy run, a scoring forward) and
+        charge its FLOPs, counted the first time this `kind` of work runs."""
+        with self.flops.count(kind):
+            result = work()
+        self.clock.flops += self.flops.charge(kind)
+        return result
 
     def rebuild_optimizer(self) -> None:
         """Build a fresh optimizer over the model's trainable parameters (after model surgery)."""

@@ -71,16 +71,15 @@ class Trainer:
         self.keep_checkpoints = keep_checkpoints
         self.callbacks = list(callbacks)
         check_composition([c for c in self.callbacks if isinstance(c, Method)])
-        self.train_data = train_data
         self.eval_data = eval_data
         self.metrics = list(metrics)
         self.fingerprint = fingerprint or {}
-        self.flops = FlopMeter()
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         model.to(device)
         factory = None if isinstance(optimizer, torch.optim.Optimizer) else optimizer
         self.state = State(
             model=model,
+            train_data=train_data,
             optimizer=optimizer if factory is None else factory([p for p in model.parameters() if p.requires_grad]),
             optimizer_factory=factory,
             loss_fn=loss_fn,
@@ -100,6 +99,14 @@ class Trainer:
         self._fire(Event.INIT)
 
     # ----------------------------------------------------------------------------------- events
+    @property
+    def train_data(self) -> Loader:
+        return self.state.train_data
+
+    @property
+    def flops(self) -> FlopMeter:
+        return self.state.flops
+
     def _handlers_for(self, event: Event) -> list[Callable[[State], Any]]:
         order = reversed(self.callbacks) if event.runs_in_reverse else self.callbacks
         return [handler for c in order if (handler := c.handlers().get(event)) is not None]
@@ -117,8 +124,8 @@ class Trainer:
         else:
             _seed_everything(self.state.seed)
         with self._stop_on_signals():
+            self._tick = time.perf_counter()  # work done at fit start (a proxy run) is charged
             self._fire(Event.FIT_START)
-            self._tick = time.perf_counter()
             self._loop()
             status = "interrupted" if self._signal is not None else "completed"
             if status == "completed":
@@ -126,12 +133,14 @@ class Trainer:
         return RunResult(points=list(self.state.curve), status=status, budget=str(self.budget))
 
     def _loop(self) -> None:
-        _state, clock, loader = self.state, self.state.clock, self.train_data
+        state, clock = self.state, self.state.clock
         if self._budget_spent():
             return
         while True:
             if clock.sample_in_epoch == 0:
                 self._fire(Event.EPOCH_START)
+            loader = state.train_data
+            clock.samples_per_epoch = len(loader)
             steps_before, ended = clock.steps, False
             for batch in loader.iter_epoch(clock.epoch, clock.sample_in_epoch):
                 self._train_step(batch)
@@ -158,7 +167,7 @@ class Trainer:
         self._fire(Event.AFTER_DATALOADER)
         inputs = state.batch[0]
         kind = (shape_signature(inputs), state.model_version, state.step_tag)
-        with self.flops.count(kind):
+        with state.flops.count(kind):
             self._fire(Event.BEFORE_FORWARD)
             state.outputs = state.model(inputs)
             self._fire(Event.AFTER_FORWARD)
@@ -182,7 +191,7 @@ class Trainer:
         clock.sample_in_epoch += loaded
         if isinstance(inputs, torch.Tensor) and not torch.is_floating_point(inputs):
             clock.tokens += inputs.numel()
-        clock.flops += self.flops.charge(kind)
+        clock.flops += state.flops.charge(kind)
         now = time.perf_counter()
         clock.train_seconds += now - self._tick
         self._tick = now

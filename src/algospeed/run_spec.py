@@ -1,4 +1,4 @@
-"""From a validated run spec to a ready `Trainer`: the one path the CLI and studies share."""
+"""A run spec (workload, budget, seed, methods) and the one path from it to a ready `Trainer`."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from algospeed.core.callback import Callback
+from algospeed.core.callback import Callback, check_composition
 from algospeed.core.data import DatasetLoader, InMemoryLoader, Loader
 from algospeed.core.trainer import Trainer
 from algospeed.core.units import parse_amount, parse_budget
+from algospeed.methods.spec import MethodSpec, build_method, parse_methods
 from algospeed.workloads.base import DatasetSplits, Splits, class_count
 from algospeed.workloads.embedded import get_workload
 
@@ -33,6 +34,7 @@ class RunSpec(BaseModel):
     eval_interval: str | None = None
     checkpoint_interval: str | None = None
     device: str | None = None
+    methods: list[MethodSpec] = Field(default_factory=list)
 
     @field_validator("budget")
     @classmethod
@@ -43,6 +45,17 @@ class RunSpec(BaseModel):
     @classmethod
     def _interval_parses(cls, value: str | None) -> str | None:
         return None if value is None else str(parse_amount(value, allow_fraction=True))
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _methods_parse(cls, value: Any) -> Any:
+        return parse_methods(value) if isinstance(value, str) else value
+
+    @field_validator("methods")
+    @classmethod
+    def _methods_build(cls, value: list[MethodSpec]) -> list[MethodSpec]:
+        check_composition([build_method(spec) for spec in value])  # settings and conflicts, up front
+        return value
 
     @field_validator("device")
     @classmethod
@@ -77,6 +90,7 @@ def build_trainer(
     train, test = _loaders(data, batch_size, spec.seed, device, int(options.get("workers", 0)))
     torch.manual_seed(spec.seed)
     model = workload.model(options, class_count(data))
+    methods = [build_method(method) for method in spec.methods]
     return Trainer(
         model,
         train,
@@ -85,7 +99,7 @@ def build_trainer(
         eval_data=test,
         metrics=[workload.metric],
         eval_interval=spec.eval_interval or workload.eval_interval,
-        callbacks=callbacks,
+        callbacks=[*methods, *callbacks],
         seed=spec.seed,
         device=device,
         checkpoint_dir=checkpoint_dir,
