@@ -1,0 +1,1 @@
+"""Speedup methods acting on the data."""
