@@ -51,7 +51,7 @@ def test_train_writes_config_curve_summary_and_checkpoints(capsys, tmp_path: Pat
         (["--budget", "0ep"], "amount must be positive"),
         (["--budget", "-3ba"], "malformed amount"),
         (["--eval-every", "often"], "eval_interval: malformed amount"),
-        (["--option", "samples"], "--option expects KEY=VALUE"),
+        (["--option", "samples"], "--option: expected KEY=VALUE"),
         (["--option", "colour=red"], "has no option colour"),
         (["--batch-size", "0"], "batch_size: Input should be greater than 0"),
         (["--device", "tpu:7"], "unknown device"),

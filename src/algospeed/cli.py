@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from algospeed.core.settings import parse_key_values
 from algospeed.errors import AlgospeedError, UsageError, usage_error_from_validation
 from algospeed.taxonomy.cli import app as taxonomy_app
 
@@ -29,17 +30,6 @@ methods_app = typer.Typer(
 app.add_typer(methods_app, name="methods")
 console = Console()
 err_console = Console(stderr=True)
-
-
-def parse_settings(pairs: list[str], flag: str) -> dict[str, str]:
-    """`["a=1", "b=x"]` -> `{"a": "1", "b": "x"}`; anything else is a usage error."""
-    settings: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"{flag} expects KEY=VALUE, got {pair!r}")
-        settings[key.strip()] = value.strip()
-    return settings
 
 
 @app.command("workloads")
@@ -157,7 +147,7 @@ def train_command(
         "workload": workload,
         "budget": budget,
         "seed": seed,
-        "options": parse_settings(option or [], "--option") or None,
+        "options": parse_key_values(option or [], "--option") or None,
         "methods": methods,
         "batch_size": batch_size,
         "lr": lr,

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from algospeed.core.callback import Method
+from algospeed.core.settings import parse_key_values
 from algospeed.errors import UsageError
 from algospeed.methods.registry import method_class
 
@@ -37,12 +38,7 @@ def parse_methods(text: str) -> list[MethodSpec]:
     specs = []
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, *pairs = item.split(":")
-        settings: dict[str, SettingValue] = {}
-        for pair in pairs:
-            key, sep, value = pair.partition("=")
-            if not sep or not key.strip():
-                raise UsageError(f"method {name!r}: settings are KEY=VALUE after a colon, got {pair!r}")
-            settings[key.strip()] = value.strip()
+        settings = parse_key_values(pairs, f"method {name.strip()!r} settings (name:KEY=VALUE:KEY=VALUE)")
         specs.append(MethodSpec(name=name.strip(), settings=settings))
     return specs
 
