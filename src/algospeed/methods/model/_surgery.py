@@ -17,7 +17,8 @@ def replace_modules(
 
     Matches are collected first (outermost only: a matched module's children are not searched), so
     that a replacement that wraps the original is never matched again. The root itself is never
-    replaced. Modules of the `skip` types (earlier replacements) are neither matched nor searched.
+    replaced. A replacement takes the training mode of what it replaces. Modules of the `skip`
+    types (earlier replacements) are neither matched nor searched.
     """
     targets: list[tuple[nn.Module, str, nn.Module]] = []
 
@@ -32,5 +33,5 @@ def replace_modules(
 
     visit(model)
     for parent, name, child in targets:
-        setattr(parent, name, build(child))
+        setattr(parent, name, build(child).train(child.training))
     return len(targets)
