@@ -35,3 +35,11 @@ def replace_modules(
     for parent, name, child in targets:
         setattr(parent, name, build(child).train(child.training))
     return len(targets)
+
+
+def is_residual_block(module: nn.Module) -> bool:
+    """A block whose output is `f(shortcut(x) + residual(x))`, with the two as separate submodules (the
+    convention of `algospeed.workloads.models.ResidualBlock`)."""
+    return isinstance(getattr(module, "residual", None), nn.Module) and isinstance(
+        getattr(module, "shortcut", None), nn.Module
+    )

@@ -10,6 +10,7 @@ from torch import nn
 
 from algospeed.core.callback import Method
 from algospeed.core.state import State
+from algospeed.methods.model._surgery import is_residual_block
 from algospeed.methods.registry import register
 from algospeed.taxonomy.axes import How, Place, What, When, Where
 
@@ -39,13 +40,6 @@ class StochasticBranch(nn.Module):
 
     def extra_repr(self) -> str:
         return f"drop_rate={self.drop_rate:.4g}, inverted={self.inverted}"
-
-
-def is_residual_block(module: nn.Module) -> bool:
-    """A block whose output is `f(shortcut(x) + residual(x))`, with the two as separate submodules."""
-    return isinstance(getattr(module, "residual", None), nn.Module) and isinstance(
-        getattr(module, "shortcut", None), nn.Module
-    )
 
 
 def apply_stochastic_depth(
