@@ -156,6 +156,17 @@ class DatasetLoader:
         yield from self._loader
 
 
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Move a batch's tensors to `device` (a no-op for tensors already there, e.g. in-memory data)."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(to_device(item, device) for item in batch)
+    if isinstance(batch, dict):
+        return {key: to_device(item, device) for key, item in batch.items()}
+    return batch
+
+
 def as_loader(data: Any, batch_size: int, **options: Any) -> Loader:
     """Accept a `Loader` as is and wrap a map-style dataset in a `DatasetLoader`."""
     if isinstance(data, Loader):

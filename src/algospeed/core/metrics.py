@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from algospeed.core.data import Loader
+from algospeed.core.data import Loader, to_device
 
 
 @dataclass(frozen=True)
@@ -46,11 +46,8 @@ def evaluate(model: nn.Module, loader: Loader, metrics: Sequence[Metric], device
     sums = torch.zeros(len(metrics), dtype=torch.float64, device=device)
     count = 0
     try:
-        for inputs, targets in loader.iter_epoch(0):
-            inputs, targets = (
-                inputs.to(device, non_blocking=True),
-                targets.to(device, non_blocking=True),
-            )
+        for batch in loader.iter_epoch(0):
+            inputs, targets = to_device(batch, device)
             outputs = model(inputs)
             for i, metric in enumerate(metrics):
                 sums[i] += metric.batch_sum(outputs, targets).double()

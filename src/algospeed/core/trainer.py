@@ -23,7 +23,7 @@ from torch import nn
 from algospeed.core.callback import Callback, Method, check_composition
 from algospeed.core.checkpoint import latest_checkpoint, read_checkpoint, write_checkpoint
 from algospeed.core.clock import interval_reached, position
-from algospeed.core.data import Loader, batch_bounds
+from algospeed.core.data import Loader, batch_bounds, to_device
 from algospeed.core.events import Event
 from algospeed.core.flops import FlopMeter, shape_signature
 from algospeed.core.metrics import ACCURACY, Metric, evaluate
@@ -162,7 +162,7 @@ class Trainer:
 
     def _train_step(self, batch: Any) -> None:
         state, clock = self.state, self.state.clock
-        state.batch, state.step_tag = batch, ""
+        state.batch, state.step_tag = to_device(batch, state.device), ""
         loaded = len(batch[1])
         self._fire(Event.AFTER_DATALOADER)
         inputs = state.batch[0]
