@@ -9,13 +9,15 @@ from typing import Any
 import pytest
 import torch
 from torch import nn
+from torch.utils.data import TensorDataset
 
 from algospeed.core.callback import Callback, check_composition
+from algospeed.core.data import DatasetLoader
 from algospeed.core.metrics import CROSS_ENTROPY, evaluate
 from algospeed.core.trainer import Trainer
 from algospeed.errors import UsageError
 from algospeed.methods.optimization.ema import EMA, ema_update, half_life_decay
-from algospeed.methods.optimization.swa import SWA, SWASchedule, recompute_batchnorm, swa_update
+from algospeed.methods.optimization.swa import SWA, SWASchedule, recompute_batchnorm, swa_update, training_batches
 from algospeed.methods.spec import MethodSpec, build_method
 from algospeed.run_spec import RunSpec, build_trainer
 from method_harness import assert_resumes_exactly
@@ -167,6 +169,22 @@ def test_swa_schedule_modes() -> None:
     assert SWASchedule(base, start=0.6, interval=0.2, lr_mode="keep")(0.9) == base(0.9)
 
 
+def test_swa_wraps_the_schedule_another_method_sets_at_init_whatever_the_order() -> None:
+    def constant(progress: float) -> float:
+        return 0.7
+
+    def set_schedule(state: Any) -> None:
+        state.schedule = constant
+
+    trainer = digits_trainer("swa:swa_lr=0.2", "4ba", Probe(init=set_schedule))  # runs after swa's init
+    trainer.fit()
+    assert isinstance(trainer.state.schedule, SWASchedule) and trainer.state.schedule.base is constant
+    assert trainer.state.schedule(0.5) == 0.7 and trainer.state.schedule(0.8) == 0.2
+    kept = digits_trainer("swa:lr_mode=keep", "4ba", Probe(init=set_schedule))
+    kept.fit()
+    assert kept.state.schedule is constant
+
+
 def test_swa_update_keeps_the_running_mean_and_batchnorm_pass() -> None:
     models = [nn.Linear(3, 2) for _ in range(3)]
     average = nn.Linear(3, 2)
@@ -184,9 +202,32 @@ def test_swa_update_keeps_the_running_mean_and_batchnorm_pass() -> None:
     assert norm.training and norm.momentum == 0.1
 
 
-def test_swa_resumes_exactly(tmp_path: Path) -> None:
-    # snapshots from 0.4 on; an evaluation (with a statistics pass) at 1ep, the middle checkpoint after it
-    assert_resumes_exactly("swa:start=0.3:interval=0.1:lr_mode=cyclic:swa_lr=0.5", tmp_path, budget="60ba")
+def test_the_statistics_pass_leaves_a_dataset_loaders_epoch_in_flight_alone() -> None:
+    dataset = TensorDataset(torch.arange(12.0).unsqueeze(1), torch.zeros(12, dtype=torch.long))
+    expected = [inputs for inputs, _ in DatasetLoader(dataset, batch_size=4, seed=0).iter_epoch(3)]
+    loader = DatasetLoader(dataset, batch_size=4, seed=0, num_workers=1)  # persistent worker
+    epoch = loader.iter_epoch(3)
+    got = [next(epoch)[0]]
+    seen = torch.cat([inputs for inputs, _ in training_batches(loader)])  # an evaluation mid-epoch
+    got += [inputs for inputs, _ in epoch]
+    assert torch.equal(seen, torch.arange(12.0).unsqueeze(1))  # every sample, in order
+    assert len(got) == len(expected) and all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("methods", "budget"),
+    [
+        # snapshots every 6 steps from step 24; an evaluation with a statistics pass at step 44, then the
+        # middle checkpoint at step 46
+        ("swa:start=0.3:interval=0.1:lr_mode=cyclic:swa_lr=0.5", "60ba"),
+        # one snapshot, at step 38, which is also the middle checkpoint: the resumed run must still
+        # recompute (and charge) the statistics before the evaluation at step 44
+        ("swa:start=0.5:interval=0.26", "50ba"),
+    ],
+)
+def test_swa_resumes_exactly(tmp_path: Path, methods: str, budget: str) -> None:
+    trainer = assert_resumes_exactly(methods, tmp_path, budget=budget)
+    assert "swa_batchnorm_pass" in trainer.state.flops.cache
 
 
 @pytest.mark.parametrize(

@@ -61,6 +61,7 @@ class EMA(Method):
 
     Hurts: runs whose schedule already decays fully (the benefit shrinks); a window too long for the
     budget (the average lags behind, most visibly in very short runs); models too large to hold twice.
+    It conflicts with SWA and with schedule-free training, which choose the evaluated weights too.
 
     Reference: Boris T. Polyak and Anatoli B. Juditsky, 1992, "Acceleration of Stochastic
     Approximation by Averaging", SIAM Journal on Control and Optimization 30(4) (averaging iterates);
@@ -71,7 +72,7 @@ class EMA(Method):
     """
 
     place = Place(where=(Where.OPTIMIZATION,), what=(What.REUSE,), how=How.FEWER_STEPS, when=(When.THROUGHOUT,))
-    conflicts = frozenset({"swa"})
+    conflicts = frozenset({"swa", "schedule_free"})
 
     def __init__(self, decay: float = 0.99, half_life: float = 0.0) -> None:
         if not 0.0 <= decay < 1.0:

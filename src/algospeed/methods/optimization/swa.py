@@ -81,7 +81,8 @@ class SWA(Method):
     Place: optimization, reuse (the weights already visited), fewer steps, late. From `start` (a
     fraction of the budget) the learning rate switches to the SWA rate (`lr_mode`: `constant`,
     `cyclic` or `keep` the base schedule; `swa_lr` and `swa_lr_min` are multipliers of the base
-    rate, `swa_lr` defaulting to the base schedule's value at `start`), and every `interval` of
+    rate, `swa_lr` defaulting to the base schedule's value at `start`; the base is whatever schedule
+    is in place at fit start, a schedule method's included), and every `interval` of
     progress after `start` the weights are folded into a running mean. Evaluation uses the mean
     (`state.eval_model`), with its batch-norm statistics recomputed by a forward pass over the
     training data before each evaluation that follows a new snapshot (and at fit end). The first such
@@ -94,7 +95,8 @@ class SWA(Method):
 
     Hurts: short runs whose schedule already decays fully (the late points are nearly the same);
     models with batch norm on data that is slow to read (the statistics pass); a `start` so early that
-    the average mixes in weights from before the model had settled.
+    the average mixes in weights from before the model had settled. It conflicts with EMA and with
+    schedule-free training, which set the evaluated weights (and, for the latter, the schedule) too.
 
     Reference: Pavel Izmailov, Dmitrii Podoprikhin, Timur Garipov, Dmitry Vetrov and Andrew Gordon
     Wilson, 2018, "Averaging Weights Leads to Wider Optima and Better Generalization", UAI 2018,
@@ -102,7 +104,7 @@ class SWA(Method):
     """
 
     place = Place(where=(Where.OPTIMIZATION,), what=(What.REUSE,), how=How.FEWER_STEPS, when=(When.LATE,))
-    conflicts = frozenset({"ema"})
+    conflicts = frozenset({"ema", "schedule_free"})
 
     def __init__(
         self,
@@ -137,13 +139,12 @@ class SWA(Method):
         self.bn_charged = False  # whether the one charged statistics pass has been done
         self._pending: dict[str, torch.Tensor] | None = None
 
-    def on_init(self, state: State) -> None:
-        if self.lr_mode != "keep":
+    def on_fit_start(self, state: State) -> None:
+        # Wrapped here, after every method's init, so that the base is whatever schedule they set.
+        if self.lr_mode != "keep" and not isinstance(state.schedule, SWASchedule):
             state.schedule = SWASchedule(
                 state.schedule, self.start, self.interval, self.lr_mode, self.swa_lr, self.swa_lr_min
             )
-
-    def on_fit_start(self, state: State) -> None:
         if self._pending is not None:
             self.average = averaged_copy(state.model)
             self.average.load_state_dict(self._pending)
