@@ -1,0 +1,158 @@
+"""Executors run a study's runs: local worker processes by default, or a Ray cluster.
+
+Both call the same `execute_run` on the same payloads, so a study gives the same results either
+way. Each local worker is pinned to its share of the machine's threads so runs don't fight.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from algospeed.errors import DivergenceError, UsageError
+
+MAX_ATTEMPTS = 2  # a run whose worker dies twice is recorded as failed
+
+
+@dataclass(frozen=True)
+class RunTask:
+    """What a worker needs to run one study cell."""
+
+    key: str
+    spec: dict[str, Any]
+    checkpoint_dir: str
+    threads: int
+
+
+def execute_run(task: RunTask) -> dict[str, Any]:
+    """Train one run (resuming from its checkpoints if a previous attempt left some) and return its
+    curve; runs in a worker process."""
+    import torch
+
+    from algospeed.core.checkpoint import latest_checkpoint
+    from algospeed.run_spec import RunSpec, build_trainer
+
+    torch.set_num_threads(task.threads)
+    start = time.perf_counter()
+    checkpoints = Path(task.checkpoint_dir)
+    trainer = None
+    try:
+        trainer = build_trainer(RunSpec.model_validate(task.spec), checkpoint_dir=checkpoints)
+        result = trainer.fit(resume_from=checkpoints if latest_checkpoint(checkpoints) else None)
+        status, error = result.status, ""
+    except DivergenceError as diverged:
+        status, error = "diverged", str(diverged)
+    except Exception as failure:  # a failed run is a result, not the end of the study
+        status, error = "failed", "".join(traceback.format_exception_only(failure)).strip()
+    points = [point.to_dict() for point in trainer.state.curve] if trainer is not None else []
+    if status != "interrupted":
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    return {
+        "key": task.key,
+        "status": status,
+        "points": points,
+        "error": error,
+        "wall_seconds": time.perf_counter() - start,
+    }
+
+
+OnStart = Callable[[str], None]
+OnFinish = Callable[[dict[str, Any]], None]
+
+
+def default_workers() -> int:
+    """One worker per two cores (each with two threads), at least one."""
+    return max(1, (os.cpu_count() or 1) // 2)
+
+
+class LocalExecutor:
+    """Worker processes on this machine, each with `cores // workers` threads."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers or default_workers()
+        if self.workers < 1:
+            raise UsageError(f"--workers must be at least 1, got {self.workers}")
+
+    @property
+    def threads(self) -> int:
+        return max(1, (os.cpu_count() or 1) // self.workers)
+
+    def run(self, tasks: Sequence[RunTask], on_start: OnStart, on_finish: OnFinish) -> None:
+        attempts = dict.fromkeys((task.key for task in tasks), 0)
+        queue = list(tasks)
+        while queue:
+            queue = self._run_pool(queue, attempts, on_start, on_finish)
+
+    def _run_pool(
+        self, tasks: list[RunTask], attempts: dict[str, int], on_start: OnStart, on_finish: OnFinish
+    ) -> list[RunTask]:
+        """Run `tasks` in one pool; return the tasks to retry after a worker died."""
+        retry: list[RunTask] = []
+        with ProcessPoolExecutor(max_workers=min(self.workers, len(tasks)), mp_context=get_context("spawn")) as pool:
+            pending: dict[Future, RunTask] = {}
+            for task in tasks:
+                on_start(task.key)
+                attempts[task.key] += 1
+                pending[pool.submit(execute_run, task)] = task
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    task = pending.pop(future)
+                    try:
+                        on_finish(future.result())
+                    except BrokenProcessPool:
+                        if attempts[task.key] >= MAX_ATTEMPTS:
+                            on_finish(_died(task.key, "failed"))
+                        else:
+                            on_finish(_died(task.key, "interrupted"))
+                            retry.append(task)
+        return retry
+
+
+class RayExecutor:
+    """The same runs as Ray tasks on a cluster (`address`), or on a local Ray when none is given."""
+
+    def __init__(self, address: str | None = None, threads: int = 1) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise UsageError("the Ray executor needs ray: pip install 'algospeed[ray]'") from None
+        self.ray = ray
+        self.address = address
+        self.threads = threads
+
+    def run(self, tasks: Sequence[RunTask], on_start: OnStart, on_finish: OnFinish) -> None:
+        ray = self.ray
+        if not ray.is_initialized():
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+        remote = ray.remote(num_cpus=self.threads, max_retries=MAX_ATTEMPTS - 1)(execute_run)
+        pending = {}
+        for task in tasks:
+            on_start(task.key)
+            pending[remote.remote(task)] = task
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for reference in done:
+                task = pending.pop(reference)
+                try:
+                    on_finish(ray.get(reference))
+                except ray.exceptions.RayError as error:
+                    on_finish(_died(task.key, "failed", str(error).splitlines()[0]))
+
+
+def _died(key: str, status: str, detail: str = "") -> dict[str, Any]:
+    """The outcome of a run whose worker died: retried (`interrupted`) or given up (`failed`)."""
+    error = detail or (
+        "its worker process died (killed, out of memory, or a script that starts a study without an "
+        "`if __name__ == '__main__':` guard)"
+    )
+    return {"key": key, "status": status, "points": [], "error": error, "wall_seconds": 0.0}

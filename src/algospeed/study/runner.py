@@ -1,0 +1,151 @@
+"""Run a study into its folder: register the grid in the store, run what is not finished, keep a
+live view, and leave the store ready for analysis. A killed study restarts where it stopped."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from algospeed.core.result import CurvePoint
+from algospeed.errors import UsageError
+from algospeed.run_directory import environment
+from algospeed.study.executors import LocalExecutor, RayExecutor, RunTask
+from algospeed.study.spec import StudySpec
+from algospeed.study.store import FINISHED, StudyStore
+
+STORE_NAME = "study.sqlite"
+CHECKPOINT_EVERY = "0.25dur"
+
+
+@dataclass
+class StudyProgress:
+    """Counts for the live view."""
+
+    total: int
+    done: int = 0
+    running: int = 0
+    failed: int = 0
+    started: float = 0.0
+
+    def eta_seconds(self) -> float | None:
+        if self.done == 0:
+            return None
+        elapsed = time.monotonic() - self.started
+        return elapsed / self.done * (self.total - self.done)
+
+    def table(self) -> Table:
+        table = Table(show_header=True, box=None)
+        for column in ("done", "running", "left", "failed", "ETA"):
+            table.add_column(column)
+        eta = self.eta_seconds()
+        table.add_row(
+            str(self.done),
+            str(self.running),
+            str(self.total - self.done - self.running),
+            str(self.failed),
+            "-" if eta is None else f"{eta:,.0f}s",
+        )
+        return table
+
+
+def open_study(spec: StudySpec, folder: Path) -> StudyStore:
+    """Create the study's store, or reopen it when it holds the same study (a restart)."""
+    store_path = folder / STORE_NAME
+    if store_path.exists():
+        store = StudyStore.open_existing(store_path)
+        saved = store.meta("spec")
+        if saved is not None and saved != spec.model_dump(mode="json"):
+            store.close()
+            raise UsageError(f"{folder} holds another study; choose another --out or rerun the same spec to continue")
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        store = StudyStore(store_path)
+    store.set_meta("spec", spec.model_dump(mode="json"))
+    if store.meta("manifest") is None:
+        store.set_meta("manifest", manifest())
+    return store
+
+
+def run_study(
+    spec: StudySpec,
+    folder: str | Path,
+    *,
+    workers: int | None = None,
+    executor: str = "local",
+    address: str | None = None,
+    console: Console | None = None,
+) -> StudyStore:
+    """Run every unfinished run of `spec` into `folder` and return the store."""
+    folder = Path(folder)
+    store = open_study(spec, folder)
+    runs = spec.runs()
+    store.add_runs([(run.key, run.arm, run.budget, run.seed) for run in runs])
+    store.release_unfinished()
+    statuses = {row["key"]: row["status"] for row in store.runs()}
+    todo = [run for run in runs if statuses[run.key] not in FINISHED]
+    chosen = _executor(executor, workers, address)
+    tasks = [
+        RunTask(
+            key=run.key,
+            spec=run.spec.model_copy(update={"checkpoint_interval": CHECKPOINT_EVERY}).model_dump(mode="json"),
+            checkpoint_dir=str(folder / "checkpoints" / run.key),
+            threads=chosen.threads,
+        )
+        for run in todo
+    ]
+    progress = StudyProgress(total=len(runs), done=len(runs) - len(todo), started=time.monotonic())
+    view = Live(progress.table(), console=console or Console(stderr=True), transient=False, auto_refresh=False)
+
+    def started(key: str) -> None:
+        store.mark_running(key)
+        progress.running += 1
+        view.update(progress.table(), refresh=True)
+
+    def finished(outcome: dict[str, Any]) -> None:
+        progress.running -= 1
+        if outcome["status"] == "interrupted":
+            return  # stays `running`; released to `pending` on the next start
+        points = [CurvePoint.from_dict(point) for point in outcome["points"]]
+        store.finish(outcome["key"], outcome["status"], points, outcome["wall_seconds"], outcome["error"])
+        progress.done += 1
+        progress.failed += outcome["status"] == "failed"
+        view.update(progress.table(), refresh=True)
+
+    with view:
+        chosen.run(tasks, started, finished)
+    return store
+
+
+def _executor(name: str, workers: int | None, address: str | None) -> LocalExecutor | RayExecutor:
+    if name == "local":
+        return LocalExecutor(workers)
+    if name == "ray":
+        return RayExecutor(address)
+    raise UsageError(f"unknown executor {name!r}; valid executors: local, ray")
+
+
+def manifest() -> dict[str, Any]:
+    """The hardware, software and code version a study ran with."""
+    return {**environment(), "git": _git_state()}
+
+
+def _git_state() -> dict[str, Any] | None:
+    """The commit and whether the tree had changes, when algospeed runs from a git checkout."""
+    source = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=source, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": bool(dirty)}

@@ -1,0 +1,179 @@
+"""The study store: one SQLite file (WAL, transactions) that survives a crash.
+
+A run's curve and its `completed` status are written in one transaction, so a study killed at any
+moment keeps every finished run whole and loses only runs in flight; the run key is the primary
+key, so a restart never duplicates one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from algospeed.core.result import CurvePoint
+from algospeed.errors import UsageError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    key TEXT PRIMARY KEY,
+    arm TEXT NOT NULL,
+    budget TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    started_at REAL,
+    finished_at REAL,
+    wall_seconds REAL,
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS points (
+    run_key TEXT NOT NULL REFERENCES runs(key),
+    idx INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    epoch REAL NOT NULL,
+    samples INTEGER NOT NULL,
+    tokens INTEGER NOT NULL,
+    train_seconds REAL NOT NULL,
+    flops REAL NOT NULL,
+    progress REAL NOT NULL,
+    train_loss REAL NOT NULL,
+    metrics TEXT NOT NULL,
+    PRIMARY KEY (run_key, idx)
+);
+"""
+FINISHED = ("completed", "diverged")
+POINT_FIELDS = ("step", "epoch", "samples", "tokens", "train_seconds", "flops", "progress", "train_loss")
+
+
+class StudyStore:
+    """Read and write a study's runs; every write is its own transaction."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.connection = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        self.connection.execute("PRAGMA journal_mode=WAL")
+        self.connection.execute("PRAGMA synchronous=NORMAL")
+        self.connection.executescript(SCHEMA)
+
+    @classmethod
+    def open_existing(cls, path: str | Path) -> StudyStore:
+        file = Path(path)
+        if not file.is_file():
+            raise UsageError(f"no study store at {file}")
+        try:
+            store = cls(file)
+            store.connection.execute("SELECT count(*) FROM runs").fetchone()
+        except sqlite3.DatabaseError as error:
+            raise UsageError(f"{file} is not a readable study store ({error})") from None
+        return store
+
+    def close(self) -> None:
+        self.connection.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.connection
+        except BaseException:
+            self.connection.execute("ROLLBACK")
+            raise
+        self.connection.execute("COMMIT")
+
+    # ------------------------------------------------------------------------------------ meta
+    def set_meta(self, key: str, value: Any) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value, sort_keys=True)))
+
+    def meta(self, key: str) -> Any:
+        row = self.connection.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    # ------------------------------------------------------------------------------------ runs
+    def add_runs(self, runs: list[tuple[str, str, str, int]]) -> None:
+        """Register (key, arm, budget, seed) as pending; runs already known keep their status."""
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO runs (key, arm, budget, seed, status) VALUES (?, ?, ?, ?, 'pending')", runs
+            )
+
+    def mark_running(self, key: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE runs SET status = 'running', attempts = attempts + 1, started_at = ? WHERE key = ?",
+                (time.time(), key),
+            )
+
+    def finish(self, key: str, status: str, points: list[CurvePoint], wall_seconds: float, error: str = "") -> None:
+        """Store a run's whole curve and final status atomically."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM points WHERE run_key = ?", (key,))
+            db.executemany(
+                f"INSERT INTO points VALUES (?, ?, {', '.join('?' * len(POINT_FIELDS))}, ?)",
+                [
+                    (key, i, *(getattr(p, f) for f in POINT_FIELDS), json.dumps(p.metrics, sort_keys=True))
+                    for i, p in enumerate(points)
+                ],
+            )
+            db.execute(
+                "UPDATE runs SET status = ?, finished_at = ?, wall_seconds = ?, error = ? WHERE key = ?",
+                (status, time.time(), wall_seconds, error, key),
+            )
+
+    def release_unfinished(self) -> int:
+        """Runs left `running` by a killed study go back to `pending`; returns how many."""
+        with self.transaction() as db:
+            return db.execute("UPDATE runs SET status = 'pending' WHERE status = 'running'").rowcount
+
+    def runs(self) -> list[dict[str, Any]]:
+        cursor = self.connection.execute("SELECT * FROM runs ORDER BY key")
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def status_counts(self) -> dict[str, int]:
+        return dict(self.connection.execute("SELECT status, count(*) FROM runs GROUP BY status").fetchall())
+
+    def points(self, key: str) -> list[CurvePoint]:
+        rows = self.connection.execute(
+            f"SELECT {', '.join(POINT_FIELDS)}, metrics FROM points WHERE run_key = ? ORDER BY idx", (key,)
+        ).fetchall()
+        return [
+            CurvePoint(**dict(zip(POINT_FIELDS, row[:-1], strict=True)), metrics=json.loads(row[-1])) for row in rows
+        ]
+
+    # ---------------------------------------------------------------------------------- export
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per curve point with its run's arm, budget, seed and status (for CSV and pandas)."""
+        rows = []
+        for run in self.runs():
+            for point in self.points(run["key"]):
+                row = {key: run[key] for key in ("key", "arm", "budget", "seed", "status")}
+                row.update({field: getattr(point, field) for field in POINT_FIELDS})
+                row.update({f"metric_{name}": value for name, value in point.metrics.items()})
+                rows.append(row)
+        return rows
+
+    def export_csv(self, path: str | Path) -> Path:
+        rows = self.rows()
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+        target = Path(path)
+        with open(target, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        return target
+
+    def to_dataframe(self) -> Any:
+        """The curve points as a pandas DataFrame (pandas is optional)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise UsageError("to_dataframe needs pandas: pip install pandas") from None
+        return pd.DataFrame(self.rows())
