@@ -6,6 +6,7 @@ way. Each local worker is pinned to its share of the machine's threads so runs d
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import time
@@ -62,7 +63,19 @@ def execute_run(task: RunTask) -> dict[str, Any]:
         "points": points,
         "error": error,
         "wall_seconds": time.perf_counter() - start,
+        "schedule_end": trainer.state.schedule(1.0) if trainer is not None else None,
+        "eval_fingerprint": eval_fingerprint(trainer.eval_data) if trainer is not None else None,
     }
+
+
+def eval_fingerprint(loader: Any) -> str:
+    """Identifies the eval set (its size and, for in-memory data, its targets), so the fairness
+    checks can tell whether every arm was judged on the same data."""
+    if loader is None:
+        return "none"
+    targets = getattr(loader, "targets", None)
+    digest = hashlib.sha256(targets.cpu().numpy().tobytes()).hexdigest()[:16] if targets is not None else "-"
+    return f"{len(loader)}:{digest}"
 
 
 OnStart = Callable[[str], None]
@@ -155,4 +168,12 @@ def _died(key: str, status: str, detail: str = "") -> dict[str, Any]:
         "its worker process died (killed, out of memory, or a script that starts a study without an "
         "`if __name__ == '__main__':` guard)"
     )
-    return {"key": key, "status": status, "points": [], "error": error, "wall_seconds": 0.0}
+    return {
+        "key": key,
+        "status": status,
+        "points": [],
+        "error": error,
+        "wall_seconds": 0.0,
+        "schedule_end": None,
+        "eval_fingerprint": None,
+    }

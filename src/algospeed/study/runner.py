@@ -113,7 +113,15 @@ def run_study(
         if outcome["status"] == "interrupted":
             return  # stays `running`; released to `pending` on the next start
         points = [CurvePoint.from_dict(point) for point in outcome["points"]]
-        store.finish(outcome["key"], outcome["status"], points, outcome["wall_seconds"], outcome["error"])
+        store.finish(
+            outcome["key"],
+            outcome["status"],
+            points,
+            outcome["wall_seconds"],
+            outcome["error"],
+            outcome["schedule_end"],
+            outcome["eval_fingerprint"],
+        )
         progress.done += 1
         progress.failed += outcome["status"] == "failed"
         view.update(progress.table(), refresh=True)

@@ -31,7 +31,9 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at REAL,
     finished_at REAL,
     wall_seconds REAL,
-    error TEXT
+    error TEXT,
+    schedule_end REAL,
+    eval_fingerprint TEXT
 );
 CREATE TABLE IF NOT EXISTS points (
     run_key TEXT NOT NULL REFERENCES runs(key),
@@ -111,8 +113,17 @@ class StudyStore:
                 (time.time(), key),
             )
 
-    def finish(self, key: str, status: str, points: list[CurvePoint], wall_seconds: float, error: str = "") -> None:
-        """Store a run's whole curve and final status atomically."""
+    def finish(
+        self,
+        key: str,
+        status: str,
+        points: list[CurvePoint],
+        wall_seconds: float,
+        error: str = "",
+        schedule_end: float | None = None,
+        eval_fingerprint: str | None = None,
+    ) -> None:
+        """Store a run's whole curve, final status and what the fairness checks read, atomically."""
         with self.transaction() as db:
             db.execute("DELETE FROM points WHERE run_key = ?", (key,))
             db.executemany(
@@ -123,8 +134,9 @@ class StudyStore:
                 ],
             )
             db.execute(
-                "UPDATE runs SET status = ?, finished_at = ?, wall_seconds = ?, error = ? WHERE key = ?",
-                (status, time.time(), wall_seconds, error, key),
+                "UPDATE runs SET status = ?, finished_at = ?, wall_seconds = ?, error = ?, schedule_end = ?, "
+                "eval_fingerprint = ? WHERE key = ?",
+                (status, time.time(), wall_seconds, error, schedule_end, eval_fingerprint, key),
             )
 
     def release_unfinished(self) -> int:
