@@ -51,6 +51,10 @@ class Method(Callback):
     place: ClassVar[Place]
     conflicts: ClassVar[frozenset[str]] = frozenset()
     requires: ClassVar[frozenset[str]] = frozenset()
+    # Does work beyond one forward and backward of the training batch (extra passes, a proxy run)?
+    # Its cost is charged in FLOPs and seconds; the fairness checks warn when a study's currency
+    # (steps, samples) cannot see it.
+    extra_compute: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +16,11 @@ from rich.table import Table
 from algospeed.core.result import CurvePoint
 from algospeed.errors import UsageError
 from algospeed.run_directory import environment
+from algospeed.study.calibration import calibrate_reference_cost
 from algospeed.study.executors import LocalExecutor, RayExecutor, RunTask
 from algospeed.study.spec import StudySpec
-from algospeed.study.store import FINISHED, StudyStore
+from algospeed.study.store import FINISHED, STORE_NAME, StudyStore
 
-STORE_NAME = "study.sqlite"
 CHECKPOINT_EVERY = "0.25dur"
 
 
@@ -33,6 +33,7 @@ class StudyProgress:
     running: int = 0
     failed: int = 0
     started: float = 0.0
+    best: str = "-"
 
     def eta_seconds(self) -> float | None:
         if self.done == 0:
@@ -42,7 +43,7 @@ class StudyProgress:
 
     def table(self) -> Table:
         table = Table(show_header=True, box=None)
-        for column in ("done", "running", "left", "failed", "ETA"):
+        for column in ("done", "running", "left", "failed", "ETA", "best speedup at target"):
             table.add_column(column)
         eta = self.eta_seconds()
         table.add_row(
@@ -51,6 +52,7 @@ class StudyProgress:
             str(self.total - self.done - self.running),
             str(self.failed),
             "-" if eta is None else f"{eta:,.0f}s",
+            self.best,
         )
         return table
 
@@ -91,6 +93,8 @@ def run_study(
     statuses = {row["key"]: row["status"] for row in store.runs()}
     todo = [run for run in runs if statuses[run.key] not in FINISHED]
     chosen = _executor(executor, workers, address)
+    if store.meta("reference_cost") is None:
+        store.set_meta("reference_cost", asdict(calibrate_reference_cost(chosen.threads)))
     tasks = [
         RunTask(
             key=run.key,
@@ -124,11 +128,30 @@ def run_study(
         )
         progress.done += 1
         progress.failed += outcome["status"] == "failed"
+        progress.best = best_speedup(store, spec)
         view.update(progress.table(), refresh=True)
 
     with view:
         chosen.run(tasks, started, finished)
     return store
+
+
+def best_speedup(store: StudyStore, spec: StudySpec) -> str:
+    """The best speedup at the target among the arms so far (a quick bootstrap, for the live view)."""
+    from algospeed.study.analysis import speedup
+    from algospeed.study.report import load_records
+
+    records = load_records(store, spec)
+    baseline = [r for r in records if r.arm == spec.baseline]
+    best: tuple[float, str] | None = None
+    for arm in spec.arms:
+        runs = [r for r in records if r.arm == arm]
+        if arm == spec.baseline or not runs or not baseline:
+            continue
+        result = speedup(baseline, runs, spec.target_quality, spec.currency, None, n_boot=200)
+        if result.estimate is not None and (best is None or result.estimate > best[0]):
+            best = (result.estimate, arm)
+    return "-" if best is None else f"{best[0]:.2f}x ({best[1]})"
 
 
 def _executor(name: str, workers: int | None, address: str | None) -> LocalExecutor | RayExecutor:

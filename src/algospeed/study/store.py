@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS points (
     PRIMARY KEY (run_key, idx)
 );
 """
+STORE_NAME = "study.sqlite"
 FINISHED = ("completed", "diverged")
 POINT_FIELDS = ("step", "epoch", "samples", "tokens", "train_seconds", "flops", "progress", "train_loss")
 

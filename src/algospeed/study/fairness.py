@@ -1,0 +1,153 @@
+"""Fairness checks: named rules that a study is held to before its numbers are believed.
+
+Each rule reads the study (its spec, runs, manifest and analysis) and returns warnings; the report
+puts them at the top. The rules follow evaluation best practice: several budgets with fully decayed
+schedules (Budgeted Training, ICLR 2020), several seeds, the same eval protocol, extra compute
+charged, a reachable target, intervals that exclude 1, a recorded environment, equal tuning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from algospeed.methods.registry import method_class
+from algospeed.study.analysis import ArmSummary
+from algospeed.study.spec import StudySpec
+
+MIN_BUDGETS = 3
+MIN_SEEDS = 3
+DECAYED = 0.05  # an LR multiplier at the end of the budget above this is not "fully decayed"
+CURRENCIES_BLIND_TO_EXTRA_WORK = ("steps", "samples")
+
+
+@dataclass(frozen=True)
+class StudyFacts:
+    """Everything the rules read."""
+
+    spec: StudySpec
+    runs: list[dict[str, Any]]
+    manifest: dict[str, Any] | None
+    summaries: dict[str, ArmSummary]
+
+
+@dataclass(frozen=True)
+class FairnessWarning:
+    rule: str
+    message: str
+
+
+def baseline_budgets(facts: StudyFacts) -> list[str]:
+    budgets = {run["budget"] for run in facts.runs if run["arm"] == facts.spec.baseline}
+    if len(budgets) < MIN_BUDGETS:
+        return [
+            f"the baseline ran at {len(budgets)} budget(s); run it at {MIN_BUDGETS} or more, each fully decayed, "
+            "so that a method is compared with the baseline's whole tradeoff curve, not one point of it"
+        ]
+    return []
+
+
+def seeds(facts: StudyFacts) -> list[str]:
+    if len(facts.spec.seeds) < MIN_SEEDS:
+        return [f"{len(facts.spec.seeds)} seed(s) per cell; use {MIN_SEEDS} or more for a confidence interval"]
+    return []
+
+
+def schedule_decay(facts: StudyFacts) -> list[str]:
+    ends: dict[str, float] = {}
+    for run in facts.runs:
+        if run["schedule_end"] is not None:
+            ends[run["arm"]] = max(ends.get(run["arm"], 0.0), run["schedule_end"])
+    return [
+        f"arm {arm!r} ends its budget at {end:.2f}x its peak learning rate: its schedule does not decay by the end "
+        "of the budget, so its shorter budgets are not fair (fully decayed) runs"
+        for arm, end in ends.items()
+        if end > DECAYED
+    ]
+
+
+def eval_protocol(facts: StudyFacts) -> list[str]:
+    by_arm: dict[str, set[str]] = {}
+    for run in facts.runs:
+        if run["eval_fingerprint"] is not None:
+            by_arm.setdefault(run["arm"], set()).add(run["eval_fingerprint"])
+    protocols = {fingerprint for fingerprints in by_arm.values() for fingerprint in fingerprints}
+    if len(protocols) > 1:
+        detail = "; ".join(f"{arm}: {', '.join(sorted(prints))}" for arm, prints in sorted(by_arm.items()))
+        return [f"arms were evaluated on different data or eval protocols ({detail})"]
+    return []
+
+
+def extra_compute(facts: StudyFacts) -> list[str]:
+    if facts.spec.currency not in CURRENCIES_BLIND_TO_EXTRA_WORK:
+        return []
+    return [
+        f"arm {arm!r} uses {method.name}, which does extra work (extra passes or a proxy run) that the "
+        f"{facts.spec.currency} currency does not charge; judge it in train_seconds, flops or reference"
+        for arm, methods in facts.spec.arms.items()
+        for method in methods
+        if method_class(method.name).extra_compute
+    ]
+
+
+def target_reached(facts: StudyFacts) -> list[str]:
+    baseline = facts.summaries.get(facts.spec.baseline)
+    if baseline is not None and baseline.reached == 0:
+        return [
+            f"the baseline never reached the target {facts.spec.target_quality:g}; speedups at the target are "
+            "undefined: lower the target or raise the budgets"
+        ]
+    return []
+
+
+def significance(facts: StudyFacts) -> list[str]:
+    warnings = []
+    for arm, summary in facts.summaries.items():
+        result = summary.speedup
+        if arm == facts.spec.baseline or result.estimate is None or result.low is None or result.high is None:
+            continue
+        if result.low <= 1.0 <= result.high:
+            warnings.append(
+                f"arm {arm!r}: speedup {result.estimate:.2f}x has a confidence interval "
+                f"[{result.low:.2f}, {result.high:.2f}] that includes 1: no speedup can be claimed"
+            )
+    return warnings
+
+
+def manifest(facts: StudyFacts) -> list[str]:
+    required = ("torch", "python", "platform", "processor")
+    if not facts.manifest or any(not facts.manifest.get(key) for key in required):
+        return ["the hardware/software manifest is missing or incomplete; results cannot be reproduced or compared"]
+    return []
+
+
+def tuning_effort(facts: StudyFacts) -> list[str]:
+    tuning = facts.spec.tuning
+    if not tuning:
+        return ["tuning effort is not declared (spec `tuning:` trials per arm); equal tuning cannot be checked"]
+    missing = sorted(set(facts.spec.arms) - set(tuning))
+    if missing:
+        return [f"tuning effort is not declared for {', '.join(missing)}"]
+    if len(set(tuning.values())) > 1:
+        detail = ", ".join(f"{arm}: {trials}" for arm, trials in tuning.items())
+        return [f"arms were tuned with different effort ({detail} trials): the better-tuned arm is favoured"]
+    return []
+
+
+RULES: dict[str, Callable[[StudyFacts], list[str]]] = {
+    "baseline_budgets": baseline_budgets,
+    "seeds": seeds,
+    "schedule_decay": schedule_decay,
+    "eval_protocol": eval_protocol,
+    "extra_compute": extra_compute,
+    "target_reached": target_reached,
+    "significance": significance,
+    "manifest": manifest,
+    "tuning_effort": tuning_effort,
+}
+
+
+def check_fairness(facts: StudyFacts) -> list[FairnessWarning]:
+    """Every rule's warnings, in rule order."""
+    return [FairnessWarning(rule, message) for rule, check in RULES.items() for message in check(facts)]
