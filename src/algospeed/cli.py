@@ -14,6 +14,7 @@ from rich.table import Table
 
 from algospeed.core.settings import parse_key_values
 from algospeed.errors import AlgospeedError, UsageError, usage_error_from_validation
+from algospeed.study.cli import report_command, study_command
 from algospeed.taxonomy.cli import app as taxonomy_app
 
 app = typer.Typer(
@@ -24,6 +25,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(taxonomy_app, name="taxonomy")
+app.command("study")(study_command)
+app.command("report")(report_command)
 methods_app = typer.Typer(
     help="The implemented speedup methods and their cards.", invoke_without_command=True, add_completion=False
 )
