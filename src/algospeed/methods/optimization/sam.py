@@ -91,6 +91,7 @@ class SAM(Method):
     """
 
     place = Place(where=(Where.OPTIMIZATION,), what=(What.ADD,), how=How.FEWER_STEPS, when=(When.THROUGHOUT,))
+    extra_compute = True
 
     def __init__(self, rho: float = 0.05, interval: int = 1) -> None:
         if not rho > 0.0:

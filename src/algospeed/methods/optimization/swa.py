@@ -105,6 +105,7 @@ class SWA(Method):
 
     place = Place(where=(Where.OPTIMIZATION,), what=(What.REUSE,), how=How.FEWER_STEPS, when=(When.LATE,))
     conflicts = frozenset({"ema", "schedule_free"})
+    extra_compute = True
 
     def __init__(
         self,
