@@ -60,3 +60,13 @@ def test_a_run_spec_takes_methods_as_text_and_validates_them_up_front() -> None:
     with pytest.raises(ValueError, match="unknown method 'warp_drive'"):
         RunSpec(workload="digits", methods="warp_drive")
     assert RunSpec(workload="digits", methods="").methods == []
+
+
+def test_every_method_sits_where_its_catalogue_entry_places_it() -> None:
+    from algospeed.taxonomy.catalogue import entry_for_method
+
+    def axes(place) -> tuple:
+        return (set(place.where), set(place.what), place.how, set(place.when))
+
+    for name in method_names():
+        assert axes(method_class(name).place) == axes(entry_for_method(name)), name

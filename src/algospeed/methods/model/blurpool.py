@@ -107,7 +107,8 @@ def apply_blurpool(
 class BlurPool(Method):
     """Anti-aliased downsampling: blur before each strided convolution and max-pool.
 
-    Place: model, replace; fewer steps (a more shift-invariant network learns more per step);
+    Place: model, add (a low-pass filter before each subsampling); fewer steps (a more shift-invariant
+    network learns more per step);
     throughout. At init, strided convolutions (1D and 2D, with at least `min_channels` inputs)
     become blur-then-conv and strided max-pools become max-then-blur-subsample, with a fixed
     binomial [1, 2, 1] filter; the convolutions keep their weights.
@@ -122,7 +123,7 @@ class BlurPool(Method):
     arXiv:1904.11486.
     """
 
-    place = Place(where=(Where.MODEL,), what=(What.REPLACE,), how=How.FEWER_STEPS, when=(When.THROUGHOUT,))
+    place = Place(where=(Where.MODEL,), what=(What.ADD,), how=How.FEWER_STEPS, when=(When.THROUGHOUT,))
 
     def __init__(
         self, replace_convs: bool = True, replace_maxpools: bool = True, blur_first: bool = True, min_channels: int = 16

@@ -72,7 +72,8 @@ def lion(params: Any, lr: float, betas: tuple[float, float] = (0.9, 0.99), weigh
 class LionMethod(Method):
     """Replace the optimizer by Lion: step every weight by lr times the sign of interpolated momentum.
 
-    Place: optimization / replace (the optimizer) / fewer steps / throughout. The learning rate is
+    Place: optimization / replace (the optimizer) / both (fewer steps, and lighter steps: one moment
+    buffer instead of two) / throughout. The learning rate is
     the base optimizer's times `lr_scale` (by default 0.3 over Adam-family optimizers, as the
     reference advises 3-10x smaller rates than AdamW, and 0.05 over SGD, whose rates are far
     larger); unless given, weight decay is set so that lr * weight_decay stays the base's, which
@@ -90,7 +91,7 @@ class LionMethod(Method):
     Discovery of Optimization Algorithms", NeurIPS 2023, arXiv 2302.06675.
     """
 
-    place = Place(where=(Where.OPTIMIZATION,), what=(What.REPLACE,), how=How.FEWER_STEPS, when=(When.THROUGHOUT,))
+    place = Place(where=(Where.OPTIMIZATION,), what=(What.REPLACE,), how=How.BOTH, when=(When.THROUGHOUT,))
     conflicts = optimizer_conflicts("lion")
     DEFAULT_SCALE: ClassVar[dict[str, float]] = {"sgd": 0.05, "adaptive": 0.3}
 
