@@ -186,6 +186,7 @@ def test_shift_and_flip_functions() -> None:
         ("data_echoing:reaugment=shift:factor=3", "1ep"),  # resumes inside the repeats of a batch
         ("data_echoing,batch_size_ramp", "1500sp"),  # ... after batch-size changes, from the saved position
         ("data_pruning:proxy_epochs=0.25,data_echoing:reaugment=flip,batch_size_ramp", "1500sp"),  # re-wrapped
+        ("curriculum:proxy_epochs=0.25,data_echoing:factor=3", "2000sp"),  # re-wrapped at every epoch
     ],
 )
 def test_data_echoing_resumes_exactly(tmp_path, methods: str, budget: str) -> None:

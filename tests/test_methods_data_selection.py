@@ -9,11 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
 from algospeed.core.callback import Callback, check_composition
 from algospeed.core.checkpoint import list_checkpoints
-from algospeed.core.data import InMemoryLoader
+from algospeed.core.data import DatasetLoader, InMemoryLoader
 from algospeed.core.trainer import Trainer
 from algospeed.errors import UsageError
 from algospeed.methods.data import data_pruning as data_pruning_module
@@ -167,6 +168,28 @@ def test_proxy_scores_rank_mislabelled_samples_hardest_and_leave_the_model_alone
     assert torch.equal(again, proxy_scores(trainer.state, loader, score="el2n", epochs=8))  # deterministic
     two = proxy_scores(trainer.state, loader, score="el2n", epochs=8, seeds=2)
     assert not torch.equal(two, again)  # a second, re-initialized proxy is averaged in
+
+
+def test_scoring_and_subsets_work_the_same_on_a_dataset_loader() -> None:
+    memory, _ = noisy_problem()
+    dataset = DatasetLoader(TensorDataset(memory.inputs, memory.targets), batch_size=16, seed=0)
+    trainer = tiny_trainer(memory)
+    scores = proxy_scores(trainer.state, memory, score="el2n", epochs=2)
+    assert torch.allclose(proxy_scores(trainer.state, dataset, score="el2n", epochs=2), scores)
+    subset = subset_loader(dataset, torch.tensor([3, 7, 11]), batch_size=2)
+    assert len(subset) == 3
+    targets = torch.cat([t for _, t in subset.iter_epoch(0)])
+    assert len(targets) == 2 and set(targets.tolist()) <= set(memory.targets[[3, 7, 11]].tolist())
+
+
+def test_the_proxy_skips_a_one_sample_remainder_that_batch_norm_cannot_train_on() -> None:
+    loader, _ = noisy_problem()
+    odd = InMemoryLoader(loader.inputs[:33], loader.targets[:33], batch_size=16, seed=0)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 2))
+    trainer = Trainer(model, odd, optimizer=lambda p: torch.optim.SGD(p, lr=0.1), budget="1ep", device="cpu")
+    scores = proxy_scores(trainer.state, odd, score="loss", epochs=2)
+    assert scores.shape == (33,) and torch.isfinite(scores).all()
 
 
 def test_el2n_and_subset_loader() -> None:

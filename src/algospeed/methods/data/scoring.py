@@ -158,6 +158,8 @@ def proxy_scores(
     if score not in SCORES:
         raise ValueError(f"score must be one of {', '.join(SCORES)}, got {score!r}")
     size, batch_size = len(source), source.batch_size
+    if size < 2:
+        raise UsageError(f"scoring samples with a proxy run needs at least two training samples, got {size}")
     steps = max(1, math.ceil(epochs * size / batch_size))
     total = torch.zeros(size, dtype=torch.float64)
     devices = [state.device.index or 0] if state.device.type == "cuda" else []
@@ -191,6 +193,8 @@ def _proxy_run(
     while done < steps:
         order = torch.randperm(size, generator=order_generator)
         for indices, inputs, targets in ordered_batches(source, order, batch_size, state.device):
+            if len(indices) < 2:  # a one-sample remainder: batch norm cannot train on it
+                continue
             kind = (f"{tag}.train", shape_signature(inputs), state.model_version)
             outputs = state.counted(kind, lambda inputs=inputs, targets=targets: train_step(inputs, targets))
             if forgetting is not None:
