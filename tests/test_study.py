@@ -203,7 +203,7 @@ def test_a_killed_worker_process_is_retried_and_the_study_completes(tmp_path: Pa
 def test_the_ray_executor_gives_the_same_results_as_local_processes(tmp_path: Path) -> None:
     ray = pytest.importorskip("ray")
     spec = validate_study_spec({**SMALL, "budgets": ["10ba", "20ba"], "seeds": 1})
-    local = run_study(spec, tmp_path / "local", workers=1)
+    local = run_study(spec, tmp_path / "local", workers=2)  # one thread per worker, as each Ray task has
     try:
         ray.init(
             num_cpus=2,
