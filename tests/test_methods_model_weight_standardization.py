@@ -50,8 +50,11 @@ def test_plain_function_shares_parameters_and_handles_1d() -> None:
     x = torch.randn(3, 2, 10)
     expected = F.conv1d(x, standardize_weight(weight), bias, padding=1)
     assert torch.allclose(model[0](x), expected, atol=1e-6)
-    scaled = standardize_weight(5 * weight.detach() + 3)
-    assert torch.allclose(scaled, standardize_weight(weight.detach()), atol=1e-4), "invariant to scale and shift"
+    moved = standardize_weight(5 * weight.detach() + 3)
+    assert torch.allclose(moved, standardize_weight(weight.detach()), atol=1e-4), "invariant to scale and shift"
+    fan_in = 2 * 3
+    scaled = standardize_weight(weight.detach(), scaled=True).flatten(1)
+    assert torch.allclose(scaled.var(1, unbiased=False), torch.full((4,), 1 / fan_in), atol=1e-4)
 
 
 def test_weight_standardization_resumes_exactly(tmp_path) -> None:

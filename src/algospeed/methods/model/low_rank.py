@@ -91,14 +91,15 @@ def saves_parameters(module: nn.Module, rank: int) -> bool:
 def apply_low_rank(
     model: nn.Module, rank_fraction: float = 0.25, factorize_convs: bool = True, factorize_linears: bool = True
 ) -> int:
-    """Factorize, in place, every Linear (and Conv1d/2d with groups 1) whose factors at rank
+    """Factorize, in place, every Linear (and Conv1d/2d with groups 1; exactly those classes) whose factors at rank
     ceil(rank_fraction * full rank) hold fewer weights than it; returns how many layers were factorized."""
     if not 0.0 < rank_fraction <= 1.0:
         raise ValueError(f"rank_fraction must be in (0, 1], got {rank_fraction}")
 
     def matches(module: nn.Module) -> bool:
-        eligible = (factorize_linears and isinstance(module, nn.Linear)) or (
-            factorize_convs and isinstance(module, CONVS) and module.groups == 1
+        # exact classes: subclasses (weight-standardized convs, ...) compute something else and are left alone
+        eligible = (factorize_linears and type(module) is nn.Linear) or (
+            factorize_convs and type(module) in CONVS and module.groups == 1
         )
         return eligible and saves_parameters(module, factorized_rank(module, rank_fraction))
 
