@@ -14,8 +14,9 @@ from algospeed.core.callback import Callback
 from algospeed.core.data import InMemoryLoader
 from algospeed.core.trainer import Trainer
 from algospeed.errors import UsageError
-from algospeed.methods.data.batch_size_ramp import parse_milestones, ramped_batch_size
+from algospeed.methods.data.batch_size_ramp import ramped_batch_size
 from algospeed.methods.data.data_echoing import DataEchoing, EchoingLoader, EchoPosition, flip_batch, shift_batch
+from algospeed.methods.optimization.schedules import parse_milestones
 from algospeed.methods.spec import MethodSpec, build_method
 from algospeed.run_spec import RunSpec, build_trainer
 from method_harness import assert_resumes_exactly
@@ -229,7 +230,7 @@ def test_batch_size_ramp_functions() -> None:
     assert ramped_batch_size(10, 0.9, 1.5, (0.3, 0.6))[0] == 22  # rounded
     assert parse_milestones("0.3/ 0.6/0.8") == (0.3, 0.6, 0.8)
     for bad in ("0.8/0.4", "1.2", "", "a/b", "0.4/0.4"):
-        with pytest.raises(ValueError, match="milestones"):
+        with pytest.raises(ValueError, match="milestone"):
             parse_milestones(bad)
 
 
@@ -238,6 +239,6 @@ def test_batch_size_ramp_resumes_exactly(tmp_path) -> None:
 
 
 def test_batch_size_ramp_rejects_bad_settings() -> None:
-    assert_usage_error("batch_size_ramp", {"milestones": "0.8/0.4"}, "increasing fractions")
+    assert_usage_error("batch_size_ramp", {"milestones": "0.8/0.4"}, "milestones must increase")
     assert_usage_error("batch_size_ramp", {"factor": "0.5"}, "factor")
     assert_usage_error("batch_size_ramp", {"max_batch_size": "-1"}, "max_batch_size")

@@ -5,19 +5,9 @@ from __future__ import annotations
 from algospeed.core.callback import Method
 from algospeed.core.state import State
 from algospeed.methods.data.scoring import base_loader
-from algospeed.methods.optimization.schedules import SCHEDULE_METHODS, warmup_multiplier
-from algospeed.methods.optimization.schedules import parse_milestones as parse_milestone_text
+from algospeed.methods.optimization.schedules import SCHEDULE_METHODS, parse_milestones, warmup_multiplier
 from algospeed.methods.registry import register
 from algospeed.taxonomy.axes import How, Place, What, When, Where
-
-
-def parse_milestones(text: str) -> tuple[float, ...]:
-    """`"0.4/0.6/0.8"` -> (0.4, 0.6, 0.8): increasing progress fractions in (0, 1), separated by '/'
-    (commas separate methods on the command line)."""
-    milestones = parse_milestone_text(str(text))
-    if not milestones or any(not 0.0 < m < 1.0 for m in milestones) or list(milestones) != sorted(set(milestones)):
-        raise ValueError(f"milestones must be increasing fractions of progress in (0, 1), e.g. 0.4/0.8, got {text!r}")
-    return milestones
 
 
 def ramped_batch_size(

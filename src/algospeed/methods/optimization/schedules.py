@@ -8,6 +8,7 @@ as `state.schedule`, each usable on its own as `multiplier = schedule(progress)`
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -157,12 +158,7 @@ class StepDecay:
         check_fraction("warmup", self.warmup, high_open=True)
         if not (0.0 < self.gamma <= 1.0):
             raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
-        if not self.milestones:
-            raise ValueError("step_schedule needs at least one milestone")
-        for milestone in self.milestones:
-            check_fraction("each milestone", milestone, low_open=True, high_open=True)
-        if any(b <= a for a, b in zip(self.milestones, self.milestones[1:], strict=False)):
-            raise ValueError(f"milestones must increase, got {'/'.join(map(str, self.milestones))}")
+        check_milestones(self.milestones)
         if self.milestones[0] <= self.warmup:
             raise ValueError(f"the first milestone ({self.milestones[0]}) must come after the warmup ({self.warmup})")
 
@@ -171,14 +167,26 @@ class StepDecay:
         return warmup_multiplier(progress, self.warmup) * self.gamma**passed
 
 
+def check_milestones(milestones: tuple[float, ...]) -> tuple[float, ...]:
+    """At least one milestone, each a fraction of progress in (0, 1), increasing."""
+    if not milestones:
+        raise ValueError("at least one milestone is needed")
+    for milestone in milestones:
+        check_fraction("each milestone", milestone, low_open=True, high_open=True)
+    if any(b <= a for a, b in itertools.pairwise(milestones)):
+        raise ValueError(f"milestones must increase, got {'/'.join(map(str, milestones))}")
+    return milestones
+
+
 def parse_milestones(text: str) -> tuple[float, ...]:
-    """`"0.5/0.75"` -> (0.5, 0.75): milestones as one scalar setting (commas separate methods)."""
+    """`"0.5/0.75"` -> (0.5, 0.75): milestones as one scalar setting (commas separate methods), checked."""
     try:
-        return tuple(float(part) for part in text.replace(";", "/").split("/") if part.strip())
+        milestones = tuple(float(part) for part in str(text).replace(";", "/").split("/") if part.strip())
     except ValueError:
         raise ValueError(
             f"milestones are fractions of the budget separated by '/', e.g. 0.5/0.75, got {text!r}"
         ) from None
+    return check_milestones(milestones)
 
 
 def _interpolate(a: float, b: float, t: float, shape: str) -> float:
