@@ -70,3 +70,8 @@ def test_every_method_sits_where_its_catalogue_entry_places_it() -> None:
 
     for name in method_names():
         assert axes(method_class(name).place) == axes(entry_for_method(name)), name
+
+
+def test_methods_that_do_extra_work_declare_it_for_the_fairness_checks() -> None:
+    declared = {name for name in method_names() if method_class(name).extra_compute}
+    assert declared == {"sam", "swa", "selective_backprop", "data_pruning", "curriculum"}

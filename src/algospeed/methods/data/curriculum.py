@@ -72,6 +72,7 @@ class Curriculum(Method):
 
     place = Place(where=(Where.DATA,), what=(What.REORDER,), how=How.FEWER_STEPS, when=(When.SCHEDULED,))
     conflicts = frozenset({"data_pruning"})
+    extra_compute = True
 
     def __init__(
         self,

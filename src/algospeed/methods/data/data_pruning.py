@@ -57,6 +57,7 @@ class DataPruning(Method):
 
     place = Place(where=(Where.DATA,), what=(What.REMOVE,), how=How.FEWER_STEPS, when=(When.BEFORE,))
     conflicts = frozenset({"curriculum"})
+    extra_compute = True
 
     def __init__(
         self,

@@ -95,6 +95,7 @@ class SelectiveBackprop(Method):
 
     place = Place(where=(Where.DATA,), what=(What.REMOVE,), how=How.BOTH, when=(When.THROUGHOUT,))
     conflicts = frozenset({"mixup", "cutmix"})
+    extra_compute = True
 
     def __init__(
         self,
