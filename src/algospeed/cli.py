@@ -14,6 +14,7 @@ from rich.table import Table
 
 from algospeed.core.settings import parse_key_values
 from algospeed.errors import AlgospeedError, UsageError, usage_error_from_validation
+from algospeed.profile.cli import bottlenecks_command, profile_command
 from algospeed.study.cli import report_command, study_command
 from algospeed.taxonomy.cli import app as taxonomy_app
 
@@ -25,6 +26,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(taxonomy_app, name="taxonomy")
+app.command("profile")(profile_command)
+app.command("bottlenecks")(bottlenecks_command)
 app.command("study")(study_command)
 app.command("report")(report_command)
 methods_app = typer.Typer(

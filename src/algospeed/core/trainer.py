@@ -34,6 +34,7 @@ from algospeed.core.units import Amount, parse_amount, parse_budget
 from algospeed.errors import CheckpointError, DivergenceError, UsageError
 
 NAN_CHECK_EVERY = 64
+Handler = Callable[[State], Any]
 
 
 class Trainer:
@@ -90,6 +91,9 @@ class Trainer:
             generator=torch.Generator().manual_seed(seed),
         )
         self.state.clock.samples_per_epoch = len(train_data)
+        # A profiler's hook, called with the phase that starts where no event marks it ("h2d" when a
+        # batch arrives, "checkpoint", "data" when a step is over); see `instrument`.
+        self.timer: Callable[[str], None] | None = None
         self._handlers = {event: self._handlers_for(event) for event in Event}
         self._last_eval = 0.0
         self._last_checkpoint = 0.0
@@ -107,9 +111,21 @@ class Trainer:
     def flops(self) -> FlopMeter:
         return self.state.flops
 
-    def _handlers_for(self, event: Event) -> list[Callable[[State], Any]]:
+    def _handler_pairs(self, event: Event) -> list[tuple[Callback, Handler]]:
         order = reversed(self.callbacks) if event.runs_in_reverse else self.callbacks
-        return [handler for c in order if (handler := c.handlers().get(event)) is not None]
+        return [(c, handler) for c in order if (handler := c.handlers().get(event)) is not None]
+
+    def _handlers_for(self, event: Event) -> list[Handler]:
+        return [handler for _, handler in self._handler_pairs(event)]
+
+    def instrument(self, wrap: Callable[[Event, list[tuple[Callback, Handler]]], list[Handler]] | None) -> None:
+        """Let a profiler time each callback: every event's handlers become `wrap(event, [(callback,
+        handler), ...])` (in firing order); `None` restores the plain ones. With `timer`, this is all a
+        profiler needs, and neither costs anything while unset."""
+        self._handlers = {
+            event: self._handlers_for(event) if wrap is None else list(wrap(event, self._handler_pairs(event)))
+            for event in Event
+        }
 
     def _fire(self, event: Event) -> None:
         for handler in self._handlers[event]:
@@ -162,6 +178,8 @@ class Trainer:
 
     def _train_step(self, batch: Any) -> None:
         state, clock = self.state, self.state.clock
+        if self.timer is not None:
+            self.timer("h2d")  # the batch has arrived: waiting for data ends, the copy to the device starts
         state.batch, state.step_tag = to_device(batch, state.device), ""
         loaded = len(batch[1])
         self._fire(Event.AFTER_DATALOADER)
@@ -225,6 +243,8 @@ class Trainer:
             )
         ):
             self._pause(self._save_checkpoint)
+        if self.timer is not None:
+            self.timer("data")  # the step is over: until the next batch arrives, the loop waits for data
         return spent
 
     def _pause(self, work: Callable[[], None] | None) -> None:
@@ -276,6 +296,8 @@ class Trainer:
     # ----------------------------------------------------------------------------- checkpoints
     def _save_checkpoint(self) -> None:
         assert self.checkpoint_dir is not None
+        if self.timer is not None:
+            self.timer("checkpoint")
         state = self.state
         payload = {
             "model": state.model.state_dict(),

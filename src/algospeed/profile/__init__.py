@@ -1,0 +1,27 @@
+"""Diagnose where training time goes: per-phase and per-method timing, throughput, MFU against a
+measured or datasheet peak, peak memory, a verdict (data-, overhead-, compute-, memory- or
+communication-bound) and advice drawn from the taxonomy.
+
+    profiler = Profiler(ProfileSchedule(skip_first=10, warmup=2, active=50)).attach(trainer)
+    trainer.fit()
+    profile = profiler.report()          # profile.rows(), profile.mfu, profile.verdict
+
+`algospeed profile` and `algospeed bottlenecks` are the command-line faces (`profile.cli`).
+"""
+
+from typing import Any
+
+__all__ = ["Action", "ProfileSchedule", "Profiler"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import lazily, so that mounting the CLI commands does not import torch."""
+    if name == "Profiler":
+        from algospeed.profile.profiler import Profiler
+
+        return Profiler
+    if name in ("Action", "ProfileSchedule"):
+        from algospeed.profile import schedule
+
+        return getattr(schedule, name)
+    raise AttributeError(f"module 'algospeed.profile' has no attribute {name!r}")

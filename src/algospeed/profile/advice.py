@@ -1,0 +1,293 @@
+"""Advice for a verdict, drawn from the taxonomy: the methods whose place addresses the bottleneck.
+
+The mapping is data (`taxonomy/bottlenecks.yaml`): per verdict, taxonomy filters in order of
+directness and advice that is not a method. Candidates are the registered methods (placed by their
+own `place`, and by their catalogue entry's mechanism where one is linked) and the catalogue's
+entries; implemented methods come first, each with the command that tries it.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from algospeed.errors import UsageError
+from algospeed.taxonomy.axes import How, What, When, Where
+from algospeed.taxonomy.catalogue import PACKAGED, SAFE_LOADER, packaged_catalogue
+from algospeed.taxonomy.schema import SNAKE_CASE, Entry
+
+BOTTLENECKS_FILE = "bottlenecks.yaml"
+PLANNED = re.compile(r"implemented_by:\s*null\s*#\s*planned:\s*([a-z0-9_]+)")
+
+
+class Filter(BaseModel):
+    """A taxonomy filter: a method matches when it agrees on every axis named."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    where: Where | None = None
+    what: What | None = None
+    how: How | None = None
+    when: When | None = None
+    mechanism: str | None = Field(default=None, pattern=SNAKE_CASE)
+    note: str = ""
+
+    def matches(self, candidate: Candidate) -> bool:
+        return (
+            (self.where is None or self.where in candidate.where)
+            and (self.what is None or self.what in candidate.what)
+            and (self.how is None or candidate.how in (self.how, How.BOTH))
+            and (self.when is None or self.when in candidate.when)
+            and (self.mechanism is None or self.mechanism == candidate.mechanism)
+        )
+
+
+class OtherAdvice(BaseModel):
+    """Advice that is not a method, with an optional command template."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    text: str
+    command: str | None = None
+    needs_options: tuple[str, ...] = ()
+
+
+class Remedy(BaseModel):
+    """What mitigates one verdict."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    why: str
+    filters: tuple[Filter, ...] = Field(min_length=1)
+    settings: dict[str, str] = Field(default_factory=dict)
+    other: tuple[OtherAdvice, ...] = ()
+
+
+@cache
+def remedies() -> dict[str, Remedy]:
+    """The packaged verdict -> remedy mapping, parsed and validated once."""
+    text = resources.files("algospeed.taxonomy").joinpath(BOTTLENECKS_FILE).read_text(encoding="utf-8")
+    raw = yaml.load(text, Loader=SAFE_LOADER)
+    if not isinstance(raw, dict):
+        raise UsageError(f"{BOTTLENECKS_FILE}: expected a mapping of verdicts at the top level")
+    try:
+        return {str(kind): Remedy.model_validate(value) for kind, value in raw.items()}
+    except ValidationError as error:
+        raise UsageError(f"{BOTTLENECKS_FILE}: {error}") from None
+
+
+# ------------------------------------------------------------------------------------ candidates
+@dataclass(frozen=True)
+class Candidate:
+    """A method that advice may name: implemented (a registry name) or only catalogued (an entry id)."""
+
+    name: str
+    implemented: bool
+    where: tuple[Where, ...]
+    what: tuple[What, ...]
+    how: How
+    when: tuple[When, ...]
+    mechanism: str | None
+    summary: str
+    reference: str | None
+
+
+@cache
+def planned_links() -> dict[str, str]:
+    """Registry name -> catalogue id from the catalogue's `# planned: NAME` comments (the documented
+    marker of the entry a method is meant to link, used until `implemented_by` is set)."""
+    text = resources.files("algospeed.taxonomy").joinpath(PACKAGED).read_text(encoding="utf-8")
+    links: dict[str, str] = {}
+    current = None
+    for line in text.splitlines():
+        if line.startswith("- id:"):
+            current = line.split(":", 1)[1].strip()
+        elif current and (found := PLANNED.search(line)):
+            links.setdefault(found.group(1), current)
+    return links
+
+
+def candidates() -> list[Candidate]:
+    """Every registered method, then every catalogue entry not linked to one."""
+    from algospeed.methods.registry import method_class, method_names
+
+    entries = packaged_catalogue().entries
+    by_id = {entry.id: entry for entry in entries}
+    linked = {entry.implemented_by: entry for entry in entries if entry.implemented_by}
+    planned = planned_links()
+    found: list[Candidate] = []
+    used: set[str] = set()
+    for name in method_names():
+        cls = method_class(name)
+        entry = linked.get(name) or by_id.get(name) or by_id.get(planned.get(name, ""))
+        if entry is not None:
+            used.add(entry.id)
+        place = cls.place
+        found.append(
+            Candidate(
+                name=name,
+                implemented=True,
+                where=place.where,
+                what=place.what,
+                how=place.how,
+                when=place.when,
+                mechanism=entry.mechanism if entry else None,
+                summary=_first_line(cls.__doc__) or (entry.summary if entry else ""),
+                reference=_reference(entry) if entry else None,
+            )
+        )
+    for entry in entries:
+        if entry.id not in used:
+            found.append(
+                Candidate(
+                    name=entry.id,
+                    implemented=False,
+                    where=entry.where,
+                    what=entry.what,
+                    how=entry.how,
+                    when=entry.when,
+                    mechanism=entry.mechanism,
+                    summary=entry.summary,
+                    reference=_reference(entry),
+                )
+            )
+    return found
+
+
+def _first_line(text: str | None) -> str:
+    stripped = (text or "").strip()
+    return stripped.splitlines()[0] if stripped else ""
+
+
+def _reference(entry: Entry) -> str:
+    authors = entry.reference.authors
+    lead = authors[0].split()[-1]
+    return f"{lead}{' et al.' if len(authors) > 1 else ''} {entry.reference.year}"
+
+
+# ---------------------------------------------------------------------------------------- advice
+@dataclass(frozen=True)
+class Suggestion:
+    """A method to try: why it fits, and for an implemented one, the command that tries it."""
+
+    name: str
+    implemented: bool
+    summary: str
+    reason: str
+    command: str | None
+    reference: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class AdviceSection:
+    """The advice for one verdict."""
+
+    kind: str
+    why: str
+    methods: list[Suggestion] = field(default_factory=list)
+    other: list[tuple[str, str | None]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "why": self.why,
+            "methods": [method.to_dict() for method in self.methods],
+            "other": [{"text": text, "command": command} for text, command in self.other],
+        }
+
+
+def advise(
+    kinds: Sequence[str],
+    *,
+    workload: str = "mnist1d",
+    methods: Sequence[str] = (),
+    options: Mapping[str, Any] | None = None,
+    workload_options: Sequence[str] = (),
+    implemented_limit: int = 8,
+    catalogued_limit: int = 5,
+) -> list[AdviceSection]:
+    """Advice for each verdict in `kinds`: ranked methods (implemented first) and other advice.
+
+    `methods` are the run's own method specs (kept in the suggested commands, not suggested again);
+    `options` the run's workload options; `workload_options` the options the workload accepts.
+    """
+    table = remedies()
+    pool = candidates()
+    in_use = {spec.split(":", 1)[0] for spec in methods}
+    sections = []
+    for kind in kinds:
+        remedy = table.get(kind)
+        if remedy is None:
+            raise UsageError(f"no advice for verdict {kind!r}; known: {', '.join(table)}")
+        ranked: list[tuple[bool, int, int, Candidate]] = []
+        for order, candidate in enumerate(pool):
+            if candidate.name in in_use:
+                continue
+            index = next((i for i, f in enumerate(remedy.filters) if f.matches(candidate)), None)
+            if index is not None:
+                ranked.append((not candidate.implemented, index, order, candidate))
+        ranked.sort(key=lambda item: item[:3])
+        implemented = [item for item in ranked if not item[0]][:implemented_limit]
+        catalogued = [item for item in ranked if item[0]][:catalogued_limit]
+        suggestions = [
+            Suggestion(
+                name=candidate.name,
+                implemented=candidate.implemented,
+                summary=candidate.summary,
+                reason=remedy.filters[index].note,
+                command=(
+                    train_command(workload, [*methods, _spec(candidate.name, remedy.settings)], options)
+                    if candidate.implemented
+                    else None
+                ),
+                reference=candidate.reference,
+            )
+            for _, index, _, candidate in implemented + catalogued
+        ]
+        other = [
+            (item.text, _fill(item.command, workload, options, item.needs_options))
+            for item in remedy.other
+            if not item.needs_options or set(item.needs_options) <= set(workload_options)
+        ]
+        sections.append(AdviceSection(kind=kind, why=remedy.why, methods=suggestions, other=other))
+    return sections
+
+
+def _spec(name: str, settings: Mapping[str, str]) -> str:
+    extra = settings.get(name, "")
+    return f"{name}:{extra}" if extra else name
+
+
+def _option_args(options: Mapping[str, Any] | None, leave_out: Sequence[str] = ()) -> str:
+    return "".join(
+        f"--option {shlex.quote(f'{key}={value}')} "
+        for key, value in sorted((options or {}).items())
+        if key not in leave_out
+    )
+
+
+def train_command(workload: str, methods: Sequence[str], options: Mapping[str, Any] | None = None) -> str:
+    """The `algospeed train` command line that runs `workload` with `methods`."""
+    return (
+        f"algospeed train --workload {shlex.quote(workload)} {_option_args(options)}"
+        f"--methods {shlex.quote(','.join(methods))}"
+    )
+
+
+def _fill(
+    template: str | None, workload: str, options: Mapping[str, Any] | None, overridden: Sequence[str]
+) -> str | None:
+    if template is None:
+        return None
+    return template.format(workload=shlex.quote(workload), options=_option_args(options, overridden))
