@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -146,8 +144,6 @@ class BlurPool(Method):
             blur_first=self.blur_first,
             min_channels=self.min_channels,
         )
-        state.model.to(state.device)
-        state.rebuild_optimizer()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
+        if self.replaced:
+            state.model.to(state.device)  # the blur filters
+            state.rebuild_optimizer()  # the same parameters, under new names: kept for model-surgery hygiene

@@ -152,4 +152,5 @@ class LowRankFactorization(Method):
 
     def on_init(self, state: State) -> None:
         self.factorized = apply_low_rank(state.model, self.rank_fraction, self.factorize_convs, self.factorize_linears)
-        state.rebuild_optimizer()
+        if self.factorized:
+            state.rebuild_optimizer()

@@ -124,8 +124,9 @@ class ProgressiveGrowing(Method):
     def on_init(self, state: State) -> None:
         self._state = state
         self.slots = growth_slots(state.model)
-        shrink(state.model, self.slots)
-        state.rebuild_optimizer()
+        if self.slots:
+            shrink(state.model, self.slots)
+            state.rebuild_optimizer()
 
     def on_after_dataloader(self, state: State) -> None:
         due = sum(1 for t in growth_times(len(self.slots), self.grow_end) if t <= state.progress)

@@ -121,5 +121,6 @@ class SqueezeExciteMethod(Method):
     def on_init(self, state: State) -> None:
         modules = apply_squeeze_excite(state.model, self.min_channels, self.reduction, self.placement)
         self.inserted = len(modules)
-        state.model.to(state.device)
-        state.rebuild_optimizer()
+        if modules:
+            state.model.to(state.device)
+            state.rebuild_optimizer()
