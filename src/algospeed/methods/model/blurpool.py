@@ -112,7 +112,7 @@ class BlurPool(Method):
     binomial [1, 2, 1] filter; the convolutions keep their weights.
 
     Helps: image models that downsample with strided convolutions or max-pooling; accuracy per step
-    rises for a few percent more FLOPs (Composer reports it as a good trade on ImageNet ResNets).
+    rises for a few percent more FLOPs (the paper reports higher ImageNet accuracy and consistency).
 
     Hurts: tiny inputs (8x8) where blurring removes detail the model needs; models with no strided
     layers (nothing changes); each replaced layer adds a depthwise blur, so steps cost a little more.

@@ -87,7 +87,8 @@ class GhostBatchNorm(Method):
     statistics as before. Batches no larger than `ghost_batch_size` are normalized as a whole.
 
     Helps: large-batch training, where whole-batch statistics lose the regularizing noise of small
-    batches (the paper closes much of the large-batch generalization gap with ghost batches of 128).
+    batches (the paper uses ghost batches of 128, with learning-rate scaling and longer training, to
+    close most of the large-batch generalization gap).
 
     Hurts: small batches (nothing changes at or below `ghost_batch_size`); very small ghost batches
     give noisy statistics; the chunked normalization is a little slower than one fused call.

@@ -94,8 +94,8 @@ class SqueezeExciteMethod(Method):
     outputs (placement=convs forces this, placement=blocks the former). The optimizer is rebuilt.
 
     Helps: convolutional networks where channel interdependencies matter (the paper: about 1% top-1
-    on ImageNet ResNet-50 for +0.26 GFLOPs, 10% more parameters); Composer reports it pays off for
-    wider layers only, hence `min_channels`.
+    on ImageNet ResNet-50 for +0.26 GFLOPs, 10% more parameters); `min_channels` keeps the gates to
+    wide layers, where their cost is relatively smallest (Composer does the same).
 
     Hurts: narrow layers, where the gate costs more in latency (two small matmuls and a pooling per
     layer, poorly parallel) than it returns; tiny budgets, where the extra modules have not learnt;
