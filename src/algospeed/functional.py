@@ -1,0 +1,88 @@
+"""Every method's transformation as a plain function, for users with their own training loop.
+
+    from algospeed.functional import apply_blurpool, mixup_batch, smooth_labels
+    model = apply_blurpool(model)
+    inputs, targets = mixup_batch(inputs, targets, alpha=0.2, generator=g)
+
+Each function is the one its `Method` plug-in uses; see `algospeed methods show NAME` for the card.
+"""
+
+from __future__ import annotations
+
+from algospeed.methods.data.batch_size_ramp import ramped_batch_size
+from algospeed.methods.data.colout import colout_batch
+from algospeed.methods.data.curriculum import curriculum_ranking, pacing_fraction
+from algospeed.methods.data.cutmix import cutmix_batch
+from algospeed.methods.data.cutout import cutout_batch
+from algospeed.methods.data.data_echoing import EchoingLoader, reaugment
+from algospeed.methods.data.data_pruning import prune_indices
+from algospeed.methods.data.mixup import mixup_batch
+from algospeed.methods.data.progressive_resizing import progressive_resize
+from algospeed.methods.data.scoring import el2n, proxy_scores
+from algospeed.methods.data.selective_backprop import selective_backprop_batch
+from algospeed.methods.model.bf16_autocast import bf16_autocast
+from algospeed.methods.model.blurpool import apply_blurpool
+from algospeed.methods.model.channels_last import batch_to_channels_last, to_channels_last
+from algospeed.methods.model.ghost_batchnorm import apply_ghost_batchnorm
+from algospeed.methods.model.layer_freezing import freeze_layers
+from algospeed.methods.model.low_rank import apply_low_rank
+from algospeed.methods.model.progressive_growing import grow
+from algospeed.methods.model.squeeze_excite import apply_squeeze_excite
+from algospeed.methods.model.stochastic_depth import apply_stochastic_depth
+from algospeed.methods.model.weight_standardization import apply_weight_standardization
+from algospeed.methods.optimization.ema import averaged_copy, ema_update
+from algospeed.methods.optimization.gradient_clipping import adaptive_clip_grad_, clip_gradients
+from algospeed.methods.optimization.label_smoothing import smooth_labels
+from algospeed.methods.optimization.lamb import lamb
+from algospeed.methods.optimization.lars import lars
+from algospeed.methods.optimization.lion import lion
+from algospeed.methods.optimization.lookahead import lookahead
+from algospeed.methods.optimization.sam import sharpness_aware_gradients
+from algospeed.methods.optimization.schedule_free import schedule_free
+from algospeed.methods.optimization.schedules import Cosine, OneCycle, StepDecay, WarmupStableDecay
+from algospeed.methods.optimization.swa import recompute_batchnorm, swa_update
+
+__all__ = [
+    "Cosine",
+    "EchoingLoader",
+    "OneCycle",
+    "StepDecay",
+    "WarmupStableDecay",
+    "adaptive_clip_grad_",
+    "apply_blurpool",
+    "apply_ghost_batchnorm",
+    "apply_low_rank",
+    "apply_squeeze_excite",
+    "apply_stochastic_depth",
+    "apply_weight_standardization",
+    "averaged_copy",
+    "batch_to_channels_last",
+    "bf16_autocast",
+    "clip_gradients",
+    "colout_batch",
+    "curriculum_ranking",
+    "cutmix_batch",
+    "cutout_batch",
+    "el2n",
+    "ema_update",
+    "freeze_layers",
+    "grow",
+    "lamb",
+    "lars",
+    "lion",
+    "lookahead",
+    "mixup_batch",
+    "pacing_fraction",
+    "progressive_resize",
+    "proxy_scores",
+    "prune_indices",
+    "ramped_batch_size",
+    "reaugment",
+    "recompute_batchnorm",
+    "schedule_free",
+    "selective_backprop_batch",
+    "sharpness_aware_gradients",
+    "smooth_labels",
+    "swa_update",
+    "to_channels_last",
+]
