@@ -293,7 +293,7 @@ class FakeEvent:
     def __init__(self, enable_timing: bool = False) -> None:
         self.at = 0.0
 
-    def record(self) -> None:
+    def record(self, stream: object = None) -> None:
         self.at = time.perf_counter()
 
     def synchronize(self) -> None:
@@ -305,6 +305,7 @@ class FakeEvent:
 
 def test_the_cuda_event_path_resolves_marks_into_the_same_accounting(tiny_loader, monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: None)
     monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: None)
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 123.0)
     monkeypatch.setattr(profiler_module, "CUDA_RESOLVE_EVERY", 3)
@@ -318,3 +319,23 @@ def test_the_cuda_event_path_resolves_marks_into_the_same_accounting(tiny_loader
     assert sum(profile.step_seconds) == pytest.approx(profile.total_seconds)
     assert profile.phases["method:sleepy"] >= 10 * 0.002
     assert profile.peak_memory == 123.0 and profile.memory_kind == "CUDA allocator peak"
+
+
+class Explodes(Method):
+    """Raises in the middle of a step."""
+
+    name = "explodes"
+    place = Place(where=(Where.MODEL,), what=(What.ADD,), how=How.FEWER_STEPS, when=(When.THROUGHOUT,))
+
+    def on_before_backward(self, state: State) -> None:
+        if state.clock.steps == 2:
+            raise RuntimeError("boom")
+
+
+def test_a_run_that_raises_leaves_no_census_running(tiny_loader) -> None:
+    from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+    trainer = make_trainer(tiny_loader, callbacks=[Explodes()])
+    with pytest.raises(RuntimeError, match="boom"), Profiler(SHORT, machine=MACHINE).attach(trainer):
+        trainer.fit()  # step 2 is the warmup step that takes the census
+    assert _get_current_dispatch_mode() is None

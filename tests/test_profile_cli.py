@@ -91,6 +91,8 @@ def test_the_bottleneck_experiment_shows_augmentation_turning_the_step_data_boun
     assert plain is not None and heavy is not None
     assert heavy.data_bound and heavy.data_share > plain.data_share
     assert heavy.samples_per_second < plain.samples_per_second
+    worker = result.cell(2.0, 1, 1)
+    assert worker is not None and worker.worker_cpu > 0 and worker.data_share >= worker.data_wait
     paths = write_outputs(result, tmp_path)
     assert [path.name for path in paths] == list(FILES) and all(path.stat().st_size > 0 for path in paths)
     table = (tmp_path / "bottlenecks.md").read_text()

@@ -174,9 +174,15 @@ def echo_method(factor: int) -> tuple[list[Any], str]:
 
 
 # ------------------------------------------------------------------------------------ the runs
+def _workers(count: int) -> str:
+    return f"{count} worker{'' if count == 1 else 's'}"
+
+
 @dataclass(frozen=True)
 class Cell:
-    """One configuration's measurements."""
+    """One configuration's measurements: `data_wait` is the share of training time spent waiting for the
+    loader, `worker_cpu` the loader workers' share of all CPU time (on CPU training they compete with
+    it for the cores), `data_share` the data part of the verdict (both together)."""
 
     cost_ms: float
     workers: int
@@ -184,6 +190,8 @@ class Cell:
     step_ms: float
     samples_per_second: float
     fresh_samples_per_second: float
+    data_wait: float
+    worker_cpu: float
     data_share: float
     verdict: str
 
@@ -217,15 +225,14 @@ class BottleneckResult:
             for echo in self.grid.echo:
                 row = [c for c in self.cells if (c.workers, c.echo) == (workers, echo)]
                 bound = next((c for c in row if c.data_bound), None)
-                label = f"{workers} worker{'s' if workers != 1 else ''}, " + (
-                    f"echo x{echo}" if echo > 1 else "no echoing"
-                )
+                label = f"{_workers(workers)}, " + (f"echo x{echo}" if echo > 1 else "no echoing")
                 if bound is None:
                     lines.append(f"{label}: never data-bound in this grid")
                 else:
                     lines.append(
-                        f"{label}: data-bound from {bound.cost_ms:g} ms/sample "
-                        f"(waiting for data {100 * bound.data_share:.0f}% of training time)"
+                        f"{label}: data-bound from {bound.cost_ms:g} ms/sample (data {100 * bound.data_share:.0f}% "
+                        f"of training time: waiting {100 * bound.data_wait:.0f}%, workers' CPU "
+                        f"{100 * bound.worker_cpu:.0f}% of all CPU time)"
                     )
         heaviest = max(self.grid.costs)
         base = self.cell(heaviest, min(self.grid.workers), min(self.grid.echo))
@@ -233,9 +240,9 @@ class BottleneckResult:
         if base is not None and at_heaviest and base.samples_per_second > 0:
             best = max(at_heaviest, key=lambda c: c.samples_per_second)
             lines.append(
-                f"at {heaviest:g} ms/sample, {best.workers} workers with echo x{best.echo} trains "
+                f"at {heaviest:g} ms/sample, {_workers(best.workers)} with echo x{best.echo} trains "
                 f"{best.samples_per_second / base.samples_per_second:.2f}x the samples/s of "
-                f"{base.workers} workers without echoing ({best.samples_per_second:,.0f} vs "
+                f"{_workers(base.workers)} without echoing ({best.samples_per_second:,.0f} vs "
                 f"{base.samples_per_second:,.0f}); echoed samples are repeats, so fresh samples/s is "
                 f"{best.fresh_samples_per_second:,.0f}"
             )
@@ -251,14 +258,21 @@ class BottleneckResult:
             f"took {self.seconds:.0f} s.\n\n"
         )
         out.write(
-            "| augment ms/sample | workers | echo | step ms | samples/s | fresh samples/s | data wait | verdict |\n"
+            "| augment ms/sample | workers | echo | step ms | samples/s | fresh samples/s | data wait "
+            "| workers' CPU | data share | verdict |\n"
         )
-        out.write("|---:|---:|---:|---:|---:|---:|---:|:---|\n")
+        out.write("|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---|\n")
         for c in self.cells:
             out.write(
                 f"| {c.cost_ms:g} | {c.workers} | {c.echo} | {c.step_ms:.1f} | {c.samples_per_second:,.0f} | "
-                f"{c.fresh_samples_per_second:,.0f} | {100 * c.data_share:.0f}% | {c.verdict} |\n"
+                f"{c.fresh_samples_per_second:,.0f} | {100 * c.data_wait:.0f}% | {100 * c.worker_cpu:.0f}% | "
+                f"{100 * c.data_share:.0f}% | {c.verdict} |\n"
             )
+        out.write(
+            "\ndata wait: share of training time the loop waited for a batch; workers' CPU: the loader "
+            "processes' share of all CPU time (on a CPU they take cores from training); data share: the "
+            "data part of the verdict, both together.\n"
+        )
         out.write("\n## Findings\n\n")
         for line in self.findings():
             out.write(f"- {line}\n")
@@ -318,7 +332,8 @@ def run_grid(
                 result.cells.append(cell)
                 progress(
                     f"augment {cost:g} ms/sample, {workers} workers, echo x{echo}: {cell.samples_per_second:,.0f} "
-                    f"samples/s, data wait {100 * cell.data_share:.0f}%, {cell.verdict}"
+                    f"samples/s, data {100 * cell.data_share:.0f}% (waiting {100 * cell.data_wait:.0f}%), "
+                    f"{cell.verdict}"
                 )
     result.seconds = time.perf_counter() - started
     return result
@@ -369,7 +384,9 @@ def _run_cell(
         step_ms=profile.step_ms,
         samples_per_second=profile.samples_per_second,
         fresh_samples_per_second=profile.samples_per_second / echo,
-        data_share=profile.train_share(DATA, H2D),
+        data_wait=profile.train_share(DATA, H2D),
+        worker_cpu=profile.worker_cpu_fraction,
+        data_share=profile.verdict.shares[DATA_BOUND],
         verdict=profile.verdict.kind,
     )
 
@@ -392,7 +409,7 @@ def plot(result: BottleneckResult, path: Path) -> None:
             style = dict(
                 color=colors[w_index % len(colors)],
                 linestyle="-" if echo == 1 else "--",
-                label=f"{workers} workers" + (f", echo x{echo}" if echo > 1 else ""),
+                label=_workers(workers) + (f", echo x{echo}" if echo > 1 else ""),
             )
             costs = [c.cost_ms for c in row]
             left.plot(costs, [c.samples_per_second for c in row], marker="o", **style)
@@ -413,8 +430,8 @@ def plot(result: BottleneckResult, path: Path) -> None:
     )
     right.set(
         xlabel="CPU augmentation per sample (ms)",
-        ylabel="waiting for data (% of training time)",
-        title="share of time waiting for data",
+        ylabel="data share of training time (%)",
+        title="data: waiting, plus workers' CPU on a CPU",
         ylim=(0, 100),
     )
     right.axhline(5, color="grey", linewidth=0.8, linestyle=":")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import resource
 import time
 from collections.abc import Callable
@@ -69,6 +70,27 @@ PHASE_AFTER: dict[Event, str] = {
 CUDA_RESOLVE_EVERY = 32  # steps of CUDA events kept before one synchronization resolves them
 
 
+def cpu_seconds() -> tuple[float, float]:
+    """CPU seconds used so far by this process (all its threads) and by its child processes (loader
+    workers): live children from /proc (Linux), finished and reaped ones from `getrusage`."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    done = resource.getrusage(resource.RUSAGE_CHILDREN)
+    children = done.ru_utime + done.ru_stime
+    me, tick = os.getpid(), os.sysconf("SC_CLK_TCK")
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                text = Path(f"/proc/{entry.name}/stat").read_text()
+            except OSError:
+                continue
+            fields = text[text.rindex(")") + 2 :].split()
+            if int(fields[1]) == me:  # ppid; utime and stime follow in clock ticks
+                children += (int(fields[11]) + int(fields[12])) / tick
+    return own.ru_utime + own.ru_stime, children
+
+
 def handler_label(callback: Callback) -> str:
     """The phase a callback's own work is charged to: `method:<name>` or `callback:<name>`."""
     return f"{'method' if isinstance(callback, Method) else 'callback'}:{callback.key}"
@@ -100,10 +122,15 @@ class Measured:
     samples: int = 0
     tokens: int = 0
     flops: float = 0.0
+    main_cpu: float = 0.0
+    worker_cpu: float = 0.0
 
 
 class Profiler:
     """Times the phases of the steps its schedule selects; `report()` turns them into a `Profile`.
+
+    Use it as a context, `with Profiler(schedule).attach(trainer) as profiler: trainer.fit()`, so
+    that the operator census and the trace stop even when training raises.
 
     `trace`: a path for a Chrome/Perfetto trace of the first window's active steps from
     `torch.profiler` (phases appear as ranges; timings taken under tracing include its overhead).
@@ -130,6 +157,7 @@ class Profiler:
         self.trainer: Trainer | None = None
         self.state: State | None = None
         self._cuda = False
+        self._device = torch.device("cpu")
         self._record: _Step | None = None
         self._counter: OperatorCounter | None = None
         self._pending: list[_Step] = []
@@ -138,6 +166,7 @@ class Profiler:
         self._memory_reset = False
         self._torch_profiler: Any = None
         self._range: Any = None
+        self._cpu_mark: tuple[float, float] | None = None
         self.traced = False
         self._finished = False
 
@@ -148,6 +177,7 @@ class Profiler:
             raise UsageError("this profiler is already attached to a trainer")
         self.trainer, self.state = trainer, trainer.state
         self._cuda = trainer.state.device.type == "cuda"
+        self._device = trainer.state.device
         if self.trace_path is not None and not self.trace_path.resolve().parent.is_dir():
             raise UsageError(f"cannot write the trace to {self.trace_path}: {self.trace_path.parent} is not a folder")
         self._uninstall()
@@ -214,7 +244,7 @@ class Profiler:
         if not self._cuda:
             return time.perf_counter()
         event = self._events.pop() if self._events else torch.cuda.Event(enable_timing=True)
-        event.record()
+        event.record(torch.cuda.current_stream(self._device))  # the trainer's device, not the current one
         return event
 
     def _switch(self, phase: str) -> None:
@@ -245,6 +275,7 @@ class Profiler:
         assert self.state is not None
         clock = self.state.clock
         record, stamp = self._record, None
+        action = self.schedule.action(clock.steps)
         if record is not None:
             if clock.steps == record.index:  # no step ran since (an epoch ended without a batch)
                 self._switch(DATA)
@@ -252,7 +283,10 @@ class Profiler:
             stamp = self._stamp()
             self._close(record, stamp)
             self._record = None
-        action = self.schedule.action(clock.steps)
+            if action is not Action.ACTIVE:
+                self._cpu_window(False)
+        if action is Action.ACTIVE:
+            self._cpu_window(True)
         self._set_tracing(action is Action.ACTIVE)
         if not action.timed:
             self._uninstall()
@@ -295,6 +329,20 @@ class Profiler:
         else:
             record.totals[record.phase] = record.totals.get(record.phase, 0.0) + stamp - record.last
             self._commit(record, stamp - record.start)
+
+    def _cpu_window(self, on: bool) -> None:
+        """Account the CPU time of this process and its loader workers over each run of active steps
+        (on CPU training, workers compete with training for the same cores)."""
+        if self._cuda or on == (self._cpu_mark is not None):
+            return
+        if on:
+            self._cpu_mark = cpu_seconds()
+            return
+        assert self._cpu_mark is not None
+        main, workers = cpu_seconds()
+        self.measured.main_cpu += main - self._cpu_mark[0]
+        self.measured.worker_cpu += workers - self._cpu_mark[1]
+        self._cpu_mark = None
 
     def _commit(self, record: _Step, seconds: float) -> None:
         measured = self.measured
@@ -380,10 +428,18 @@ class Profiler:
             self._counter.__exit__(None, None, None)
             self._counter = None
         self._record = None
+        self._cpu_window(False)
         self._set_tracing(False)
         self._resolve()
         if self.trainer is not None and self._installed:
             self._uninstall()
+
+    def __enter__(self) -> Profiler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Leave nothing running (operator census, trace) even when training raised."""
+        self.finish()
 
     def report(self, *, machine: Machine | None = None) -> Profile:
         """The profile of the active steps: phases, throughput, MFU, memory and the verdict."""

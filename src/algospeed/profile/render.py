@@ -55,6 +55,11 @@ def print_profile(profile: Profile, console: Console, title: str = "profile") ->
             + (f", {intensity:.1f} FLOP/byte (machine balance {known.balance:.1f})" if intensity else "")
         )
     say(f"peak memory: {profile.peak_memory / 2**20:,.0f} MiB ({profile.memory_kind})")
+    if profile.main_cpu_seconds or profile.worker_cpu_seconds:
+        say(
+            f"CPU time per step: training process {profile.main_cpu_seconds / len(steps) * 1e3:.1f} ms, "
+            f"loader workers {profile.worker_cpu_seconds / len(steps) * 1e3:.1f} ms"
+        )
     verdict = profile.verdict
     if verdict is None:
         return

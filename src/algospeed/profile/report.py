@@ -61,6 +61,8 @@ class Profile:
     peak_memory: float
     memory_kind: str
     world_size: int = 1
+    main_cpu_seconds: float = 0.0
+    worker_cpu_seconds: float = 0.0
     verdict: Verdict | None = None
     advice: list[AdviceSection] = field(default_factory=list)
 
@@ -100,6 +102,15 @@ class Profile:
     def step_ms(self) -> float:
         """Median wall-clock of a measured step, in milliseconds."""
         return statistics.median(self.step_seconds) * 1e3 if self.step_seconds else 0.0
+
+    @property
+    def worker_cpu_fraction(self) -> float:
+        """On CPU training: the share of all CPU time its loader worker processes used (they compete
+        with training for the same cores); 0 on a GPU, where they do not."""
+        total = self.main_cpu_seconds + self.worker_cpu_seconds
+        if not self.device.startswith("cpu") or total <= 0:
+            return 0.0
+        return self.worker_cpu_seconds / total
 
     @property
     def samples_per_second(self) -> float:
@@ -194,6 +205,10 @@ class Profile:
             "fixed_ms_per_step": self.fixed_seconds / max(len(self.steps), 1) * 1e3,
             "intensity_flops_per_byte": self.intensity,
             "memory": {"peak_bytes": self.peak_memory, "kind": self.memory_kind},
+            "cpu_ms_per_step": {
+                "main_process": self.main_cpu_seconds / max(len(self.steps), 1) * 1e3,
+                "loader_workers": self.worker_cpu_seconds / max(len(self.steps), 1) * 1e3,
+            },
             "world_size": self.world_size,
             "verdict": self.verdict.to_dict() if self.verdict else None,
             "advice": [section.to_dict() for section in self.advice],
@@ -223,6 +238,8 @@ def build_profile(profiler: Profiler, known: Machine | None = None) -> Profile:
         peak_memory=peak_memory,
         memory_kind=memory_kind,
         world_size=_world_size(),
+        main_cpu_seconds=measured.main_cpu,
+        worker_cpu_seconds=measured.worker_cpu,
     )
     profile.verdict = classify(profile)
     return profile

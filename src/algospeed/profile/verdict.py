@@ -2,15 +2,17 @@
 
 Training time (eval and checkpoints left out) is split into five parts that add up to it:
 
-- data: waiting for the loader plus the host-to-device copy;
+- data: waiting for the loader plus the host-to-device copy; when training runs on the CPU, also
+  the loader worker processes' share of all CPU time, taken from the rest (they run on the same
+  cores, so their work slows the compute phases down instead of showing up as waiting);
 - communication (under DDP only): backward time beyond `BACKWARD_FORWARD_RATIO` x forward, an
   estimate of the time spent waiting for gradient all-reduce;
 - overhead: the loop's own work and non-method callbacks (outside forward, backward and the
   optimizer), plus the step's fixed cost inside them: the operators the census counted times the
   seconds one takes at trivial size (Python, dispatch, autograd, kernel launches);
 - memory and compute: the rest of forward/loss/backward/optimizer and the methods' own work, split
-  by the roofline: in proportion to the step's ideal memory time (bytes / bandwidth) and ideal
-  compute time (FLOPs / peak).
+  by the roofline: in proportion to the step's ideal memory time (bytes moved to and from memory,
+  from the census, over the bandwidth) and its ideal compute time (FLOPs over the peak).
 
 The verdict is the largest part; any other part above its threshold is flagged as well, and so is
 memory capacity near the device's limit.
@@ -109,13 +111,19 @@ def shares(profile: Profile) -> dict[str, float]:
         ideal_compute = (profile.flops / len(profile.steps)) / known.peak_flops
         if ideal_memory + ideal_compute > 0:
             memory_fraction = ideal_memory / (ideal_memory + ideal_compute)
-    return {
+    parts = {
         DATA_BOUND: data / train,
         OVERHEAD_BOUND: (outside + fixed) / train,
         COMPUTE_BOUND: rest * (1 - memory_fraction) / train,
         MEMORY_BOUND: rest * memory_fraction / train,
         COMMUNICATION_BOUND: communication / train,
     }
+    competing = profile.worker_cpu_fraction
+    if competing > 0:  # the workers' share of the time not spent waiting moves to data
+        waiting = parts[DATA_BOUND]
+        parts = {kind: share * (1 - competing) for kind, share in parts.items()}
+        parts[DATA_BOUND] = waiting + (1 - waiting) * competing
+    return parts
 
 
 THRESHOLDS = {
@@ -158,6 +166,11 @@ def _evidence(kind: str, profile: Profile, parts: dict[str, float], capacity: fl
             f"{_pct(profile.train_share(H2D))} of training time (flagged above {_pct(DATA_WAIT_SHARE)}, "
             "torch.profiler's old data-loader rule)"
         )
+        if profile.worker_cpu_fraction > 0:
+            lines.append(
+                f"data-bound: loader worker processes used {profile.worker_cpu_seconds / steps * 1e3:.1f} ms of CPU "
+                f"per step, {_pct(profile.worker_cpu_fraction)} of all CPU time, on the cores training runs on"
+            )
     elif kind == OVERHEAD_BOUND:
         operators = profile.census.operators if profile.census else 0
         per_op = known.operator_seconds * 1e6 if known else 0.0
