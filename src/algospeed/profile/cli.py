@@ -40,6 +40,10 @@ def profile_command(
     trace: Annotated[
         Path | None, typer.Option(help="Write a Chrome/Perfetto trace of the profiled steps (torch.profiler) here.")
     ] = None,
+    remeasure: Annotated[
+        bool,
+        typer.Option("--remeasure", help="Measure this machine's peak again (the cached one may be from a busy time)."),
+    ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the profile as JSON.")] = False,
 ) -> None:
     """Profile a short run: time per phase and method, MFU, the bottleneck, and methods that address it."""
@@ -48,7 +52,7 @@ def profile_command(
     from algospeed.core.settings import parse_key_values
     from algospeed.errors import usage_error_from_validation
     from algospeed.profile.advice import advise
-    from algospeed.profile.peak import PEAK_SOURCES
+    from algospeed.profile.peak import PEAK_SOURCES, machine
     from algospeed.profile.profiler import Profiler
     from algospeed.profile.render import print_profile
     from algospeed.profile.schedule import ProfileSchedule
@@ -92,7 +96,11 @@ def profile_command(
     profiler = Profiler(ProfileSchedule(skip_first=skip, warmup=warmup, active=active), trace=trace, peak=peak)
     profiler.attach(trainer)
     trainer.fit()
-    profile = profiler.report()
+    known = None
+    if remeasure:
+        dtype = profiler.census.dtype if profiler.census else profiler.default_dtype()
+        known = machine(trainer.state.device, dtype, peak, remeasure=True)
+    profile = profiler.report(machine=known)
     if profile.verdict is not None:
         profile.advice = advise(
             [profile.verdict.kind, *profile.verdict.flagged],
