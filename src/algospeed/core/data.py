@@ -6,6 +6,7 @@ sampling restarts at the saved sample offset.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from typing import Any, Protocol, runtime_checkable
 
@@ -97,10 +98,14 @@ class InMemoryLoader:
 
 
 class _BatchSampler:
-    """Yields index lists for the epoch and offset that `DatasetLoader` sets before each epoch."""
+    """Yields index lists for the epoch and offset that `DatasetLoader` sets before each epoch.
+
+    It holds its loader weakly: a reference cycle would leave persistent workers alive until a
+    garbage collection, which then stalls on the workers' join timeout.
+    """
 
     def __init__(self, loader: DatasetLoader) -> None:
-        self.loader = loader
+        self.loader = weakref.proxy(loader)
         self.epoch = 0
         self.start = 0
 

@@ -13,41 +13,39 @@ import time
 import torch
 from torch import nn
 
+from algospeed.profile.peak import peak_matmul_flops
 from algospeed.study.records import ReferenceCost
 
-MATMUL_SIZE = 512
+TINY_STEPS = 50
 REPEATS = 5
 
 
-def _median_seconds(work: object, repeats: int = REPEATS) -> float:
-    timings = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        work()  # type: ignore[operator]
-        timings.append(time.perf_counter() - start)
-    return statistics.median(timings)
-
-
-def calibrate_reference_cost(threads: int) -> ReferenceCost:
-    """Seconds per FLOP from a dense fp32 matmul, and the fixed cost of a near-empty training step,
-    both with `threads` threads (what each study worker uses)."""
+def calibrate_reference_cost(threads: int, device: torch.device | None = None) -> ReferenceCost:
+    """Seconds per FLOP from the device's measured dense fp32 matmul peak, and the fixed cost of a
+    near-empty training step, both with `threads` threads (what each study worker uses)."""
+    device = device or torch.device("cpu")
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        a, b = torch.randn(MATMUL_SIZE, MATMUL_SIZE), torch.randn(MATMUL_SIZE, MATMUL_SIZE)
-        flops = 2 * MATMUL_SIZE**3 * 8
-        per_flop = _median_seconds(lambda: [a @ b for _ in range(8)]) / flops
-        model = nn.Linear(4, 2)
+        peak, _ = peak_matmul_flops(device, torch.float32)
+        model = nn.Linear(4, 2).to(device)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-        inputs, targets = torch.randn(2, 4), torch.zeros(2, dtype=torch.long)
+        inputs = torch.randn(2, 4, device=device)
+        targets = torch.zeros(2, dtype=torch.long, device=device)
 
         def tiny_steps() -> None:
-            for _ in range(50):
+            for _ in range(TINY_STEPS):
                 nn.functional.cross_entropy(model(inputs), targets).backward()
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
 
-        per_step = _median_seconds(tiny_steps) / 50
+        timings = []
+        for _ in range(REPEATS):
+            start = time.perf_counter()
+            tiny_steps()
+            timings.append(time.perf_counter() - start)
     finally:
         torch.set_num_threads(previous)
-    return ReferenceCost(per_step=per_step, per_flop=per_flop)
+    return ReferenceCost(per_step=statistics.median(timings) / TINY_STEPS, per_flop=1.0 / peak)

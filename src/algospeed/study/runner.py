@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -94,7 +95,8 @@ def run_study(
     todo = [run for run in runs if statuses[run.key] not in FINISHED]
     chosen = _executor(executor, workers, address)
     if store.meta("reference_cost") is None:
-        store.set_meta("reference_cost", asdict(calibrate_reference_cost(chosen.threads)))
+        device = torch.device(spec.device) if spec.device else None
+        store.set_meta("reference_cost", asdict(calibrate_reference_cost(chosen.threads, device)))
     tasks = [
         RunTask(
             key=run.key,
