@@ -210,6 +210,11 @@ def _figure_data(figure: plt.Figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+def _color(report: StudyReport, arm: str) -> str:
+    """One colour per arm across every figure."""
+    return f"C{list(report.spec.arms).index(arm) % 10}"
+
+
 def tradeoff_figure(report: StudyReport) -> str:
     """Final quality against cost per arm (mean, min-max over seeds), with the Pareto frontier."""
     figure, axis = plt.subplots(figsize=(7, 4.5))
@@ -220,7 +225,7 @@ def tradeoff_figure(report: StudyReport) -> str:
         costs = [p.cost for p in points]
         means = np.array([p.quality_mean for p in points])
         spread = [means - [p.quality_min for p in points], [p.quality_max for p in points] - means]
-        axis.errorbar(costs, means, yerr=spread, marker="o", capsize=3, label=arm)
+        axis.errorbar(costs, means, yerr=spread, marker="o", capsize=3, label=arm, color=_color(report, arm))
     if report.frontier:
         axis.plot(
             [p.cost for p in report.frontier],
@@ -273,9 +278,11 @@ def speedup_figure(report: StudyReport) -> str:
         if not known:
             continue
         qualities = [r.quality for r in known]
-        axis.plot(qualities, [r.estimate for r in known], marker="o", label=arm)
+        axis.plot(qualities, [r.estimate for r in known], marker="o", label=arm, color=_color(report, arm))
         if all(r.low is not None and r.high is not None for r in known):
-            axis.fill_between(qualities, [r.low for r in known], [r.high for r in known], alpha=0.2)
+            axis.fill_between(
+                qualities, [r.low for r in known], [r.high for r in known], alpha=0.2, color=_color(report, arm)
+            )
     axis.axhline(1.0, color="grey", lw=0.8)
     axis.set_xlabel("quality matched")
     axis.set_ylabel("speedup over baseline")
