@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from algospeed.core.callback import Method
-from algospeed.core.state import State
-from algospeed.methods.data.mixup import mix_targets, sample_beta
+from algospeed.methods.data.mixup import SampleMixing, mix_targets, sample_beta
 from algospeed.methods.registry import register
-from algospeed.taxonomy.axes import How, Place, What, When, Where
 
 
 def random_box(
@@ -65,7 +62,7 @@ def cutmix_batch(
 
 
 @register("cutmix")
-class CutMix(Method):
+class CutMix(SampleMixing):
     """Paste a random box of another sample into each sample and mix their labels by the box's area.
 
     Place: data (inputs and labels), add (a regularizing augmentation), fewer steps, throughout.
@@ -86,27 +83,10 @@ class CutMix(Method):
     Features", ICCV 2019, arXiv:1905.04899.
     """
 
-    place = Place(
-        where=(Where.DATA, Where.OPTIMIZATION), what=(What.ADD,), how=How.FEWER_STEPS, when=(When.THROUGHOUT,)
-    )
     conflicts = frozenset({"mixup", "selective_backprop"})
 
     def __init__(self, alpha: float = 1.0) -> None:
-        if alpha <= 0:
-            raise ValueError(f"alpha must be positive, got {alpha}")
-        self.alpha = alpha
-        self._mixing: tuple[float, torch.Tensor] | None = None
+        super().__init__(alpha)
 
-    def on_after_dataloader(self, state: State) -> None:
-        inputs, targets = state.batch
-        mixed, weight, permutation = cutmix_inputs(inputs, self.alpha, state.generator)
-        self._mixing = (weight, permutation)
-        state.batch = (mixed, targets)
-
-    def on_before_loss(self, state: State) -> None:
-        if self._mixing is None:
-            return
-        weight, permutation = self._mixing
-        self._mixing = None
-        inputs, targets = state.batch
-        state.batch = (inputs, mix_targets(targets, weight, permutation, state.outputs.shape[-1]))
+    def mix(self, inputs: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, float, torch.Tensor]:
+        return cutmix_inputs(inputs, self.alpha, generator)

@@ -68,8 +68,41 @@ def mixup_batch(
     return mixed, mix_targets(targets, weight, permutation, classes)
 
 
+class SampleMixing(Method):
+    """Shared by MixUp and CutMix: mix the inputs after the data loader, then mix the targets the
+    same way at `before_loss`, when the model's output gives the number of classes."""
+
+    place = Place(
+        where=(Where.DATA, Where.OPTIMIZATION), what=(What.ADD,), how=How.FEWER_STEPS, when=(When.THROUGHOUT,)
+    )
+
+    def __init__(self, alpha: float) -> None:
+        if alpha <= 0:
+            raise ValueError(f"alpha must be positive, got {alpha}")
+        self.alpha = alpha
+        self._mixing: tuple[float, torch.Tensor] | None = None
+
+    def mix(self, inputs: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, float, torch.Tensor]:
+        """(mixed inputs, weight of each sample's own label, partner permutation)."""
+        raise NotImplementedError
+
+    def on_after_dataloader(self, state: State) -> None:
+        inputs, targets = state.batch
+        mixed, weight, permutation = self.mix(inputs, state.generator)
+        self._mixing = (weight, permutation)
+        state.batch = (mixed, targets)
+
+    def on_before_loss(self, state: State) -> None:
+        if self._mixing is None:
+            return
+        weight, permutation = self._mixing
+        self._mixing = None
+        inputs, targets = state.batch
+        state.batch = (inputs, mix_targets(targets, weight, permutation, state.outputs.shape[-1]))
+
+
 @register("mixup")
-class MixUp(Method):
+class MixUp(SampleMixing):
     """Train on convex combinations of pairs of samples and of their labels.
 
     Place: data (inputs and labels), add (a regularizing augmentation), fewer steps, throughout.
@@ -89,27 +122,10 @@ class MixUp(Method):
     Beyond Empirical Risk Minimization", ICLR 2018, arXiv:1710.09412.
     """
 
-    place = Place(
-        where=(Where.DATA, Where.OPTIMIZATION), what=(What.ADD,), how=How.FEWER_STEPS, when=(When.THROUGHOUT,)
-    )
     conflicts = frozenset({"cutmix", "selective_backprop"})
 
     def __init__(self, alpha: float = 0.2) -> None:
-        if alpha <= 0:
-            raise ValueError(f"alpha must be positive, got {alpha}")
-        self.alpha = alpha
-        self._mixing: tuple[float, torch.Tensor] | None = None
+        super().__init__(alpha)
 
-    def on_after_dataloader(self, state: State) -> None:
-        inputs, targets = state.batch
-        mixed, weight, permutation = mixup_inputs(inputs, self.alpha, state.generator)
-        self._mixing = (weight, permutation)
-        state.batch = (mixed, targets)
-
-    def on_before_loss(self, state: State) -> None:
-        if self._mixing is None:
-            return
-        weight, permutation = self._mixing
-        self._mixing = None
-        inputs, targets = state.batch
-        state.batch = (inputs, mix_targets(targets, weight, permutation, state.outputs.shape[-1]))
+    def mix(self, inputs: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, float, torch.Tensor]:
+        return mixup_inputs(inputs, self.alpha, generator)
