@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 import shutil
 from pathlib import Path
@@ -13,7 +12,7 @@ import torch
 from algospeed import __version__
 from algospeed.core.callback import Callback
 from algospeed.core.files import write_json_atomic, write_text_atomic
-from algospeed.core.result import CurvePoint, RunResult
+from algospeed.core.result import CurvePoint, RunResult, curve_jsonl
 from algospeed.core.state import State
 from algospeed.errors import UsageError
 from algospeed.run_spec import RunSpec
@@ -57,7 +56,7 @@ class RunDirectory:
         write_json_atomic(self.config, spec.model_dump())
 
     def write_curve(self, points: list[CurvePoint]) -> None:
-        write_text_atomic(self.curve, "".join(json.dumps(p.to_dict()) + "\n" for p in points))
+        write_text_atomic(self.curve, curve_jsonl(points))
 
     def finish(self, spec: RunSpec, result: RunResult) -> dict[str, Any]:
         """Write the summary: how the run ended, its final point and when it first reached the target."""

@@ -43,9 +43,6 @@ class RunResult:
             raise ValueError("the run recorded no curve point")
         return self.points[-1]
 
-    def to_jsonl(self) -> str:
-        return "".join(json.dumps(point.to_dict()) + "\n" for point in self.points)
-
     def summary(self) -> dict[str, Any]:
         return {
             "status": self.status,
@@ -53,3 +50,8 @@ class RunResult:
             "points": len(self.points),
             "final": self.final.to_dict(),
         }
+
+
+def curve_jsonl(points: list[CurvePoint]) -> str:
+    """A curve as JSON lines, one point per line (the format of `curve.jsonl`)."""
+    return "".join(json.dumps(point.to_dict()) + "\n" for point in points)
