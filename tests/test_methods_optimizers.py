@@ -327,3 +327,20 @@ def test_schedule_free_resumes_exactly_across_evaluations(tmp_path) -> None:
 def test_bad_settings_are_usage_errors(name: str, settings: dict, message: str) -> None:
     with pytest.raises(UsageError, match=f"method '{name}': {message}"):
         build_method(MethodSpec(name=name, settings=settings))
+
+
+@pytest.mark.parametrize("build", ["lars", "lamb", "lion"])
+def test_a_step_with_a_closure_recomputes_the_loss_with_gradients(build: str) -> None:
+    weight = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    optimizer = {"lars": lars, "lamb": lamb, "lion": lion}[build]([weight], lr=0.1)
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = (weight**2).sum()
+        loss.backward()
+        return loss
+
+    with torch.no_grad():
+        loss = optimizer.step(closure)
+    assert loss.item() == 5.0 and weight.grad is not None
+    assert not torch.equal(weight.detach(), torch.tensor([1.0, -2.0]))

@@ -13,6 +13,7 @@ from algospeed.methods.optimization.optimizer_swap import (
     BaseOptimizer,
     check_beta,
     check_positive,
+    evaluate_closure,
     layerwise_groups,
     optimizer_conflicts,
     replace_optimizer,
@@ -54,10 +55,7 @@ class LARS(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate_closure(closure)
         for group in self.param_groups:
             decay, momentum = group["weight_decay"], group["momentum"]
             for p in group["params"]:

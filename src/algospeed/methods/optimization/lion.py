@@ -13,6 +13,7 @@ from algospeed.methods.optimization.optimizer_swap import (
     BaseOptimizer,
     check_beta,
     check_positive,
+    evaluate_closure,
     optimizer_conflicts,
     replace_optimizer,
 )
@@ -42,10 +43,7 @@ class Lion(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate_closure(closure)
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             lr, decay = group["lr"], group["weight_decay"]

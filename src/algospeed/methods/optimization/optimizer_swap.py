@@ -3,6 +3,7 @@ parameters into layer-wise and excluded groups, and swapping the optimizer at in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,14 @@ class BaseOptimizer:
     def scaled_lr(self, lr_scale: float | None, defaults: dict[str, float]) -> float:
         """The base learning rate times `lr_scale`, or times the default scale for this family."""
         return self.lr * (defaults[self.kind] if lr_scale is None else lr_scale)
+
+
+def evaluate_closure(closure: Callable[[], float] | None) -> float | None:
+    """The loss from an optimizer step's closure, computed with gradients enabled (None without one)."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
 
 
 def check_positive(name: str, value: float | None, *, allow_zero: bool = False) -> None:
