@@ -274,3 +274,17 @@ def test_study_and_report_commands_fail_cleanly_on_bad_input(tmp_path: Path, cap
     assert "unknown preset 'slow'" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "no study store" in capsys.readouterr().err
+
+
+def test_compare_scores_arms_across_studies_as_algoperf_does(tmp_path: Path, capsys) -> None:
+    quick = {**SMALL, "budgets": ["10ba", "30ba"], "seeds": 1, "target": 0.5}
+    run_study(validate_study_spec(quick), tmp_path / "digits", workers=1).close()
+    synthetic = {**quick, "workload": "synthetic", "target": 0.3}
+    run_study(validate_study_spec(synthetic), tmp_path / "synthetic", workers=1).close()
+    assert main(["compare", str(tmp_path / "digits"), str(tmp_path / "synthetic")]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.startswith("│ ")}
+    assert set(rows) >= {"baseline", "smooth"}
+    scores = [float(rows[arm].split("│")[-2]) for arm in ("baseline", "smooth")]
+    assert all(0.0 <= score <= 1.0 for score in scores) and max(scores) > 0
+    assert main(["compare", str(tmp_path / "missing")]) == 2

@@ -15,7 +15,7 @@ from rich.table import Table
 from algospeed.core.settings import parse_key_values
 from algospeed.errors import AlgospeedError, UsageError, usage_error_from_validation
 from algospeed.profile.cli import bottlenecks_command, profile_command
-from algospeed.study.cli import report_command, study_command
+from algospeed.study.cli import compare_command, report_command, study_command
 from algospeed.taxonomy.cli import app as taxonomy_app
 
 app = typer.Typer(
@@ -30,6 +30,7 @@ app.command("profile")(profile_command)
 app.command("bottlenecks")(bottlenecks_command)
 app.command("study")(study_command)
 app.command("report")(report_command)
+app.command("compare")(compare_command)
 methods_app = typer.Typer(
     help="The implemented speedup methods and their cards.", invoke_without_command=True, add_completion=False
 )

@@ -94,3 +94,26 @@ def print_summary(folder: Path) -> None:
     console.print(table)
     for warning in report.warnings:
         console.print(f"[yellow]fairness warning[/] [bold]{warning.rule}[/]: {warning.message}", highlight=False)
+
+
+def compare_command(
+    folders: Annotated[list[Path], typer.Argument(help="Study folders, one per workload, with the same arm names.")],
+) -> None:
+    """Score arms across several studies as AlgoPerf does: per workload, each arm's median time to the target
+    over the best arm's; the score is the area under the performance profile on [1, 4], divided by 3."""
+    from algospeed.study.analysis import algoperf_score, performance_ratios, times_to_target
+    from algospeed.study.report import analyse
+
+    times: dict[str, dict[str, float | None]] = {}
+    for folder in folders:
+        report = analyse(folder)
+        label = f"{report.spec.workload} ({folder.name})"
+        times[label] = times_to_target(report.records, report.target, report.currency, report.reference)
+    ratios, scores = performance_ratios(times), algoperf_score(times)
+    table = Table(title="time to target over the best arm's, per study; AlgoPerf score in [0, 1]")
+    for column in ("arm", *times, "score"):
+        table.add_column(column, overflow="fold")
+    for arm, arm_ratios in ratios.items():
+        cells = ["never" if ratio == float("inf") else f"{ratio:.2f}" for ratio in arm_ratios]
+        table.add_row(arm, *cells, f"{scores[arm]:.3f}")
+    console.print(table)
