@@ -25,12 +25,10 @@ from algospeed.study.analysis import (
     Speedup,
     TradeoffPoint,
     arm_summary,
-    cost_to_quality,
     frontier_by_arm,
     speedup_curve,
     tradeoff_curves,
 )
-from algospeed.study.analysis.cost import by_arm, by_seed
 from algospeed.study.fairness import FairnessWarning, StudyFacts, check_fairness
 from algospeed.study.records import STATUSES
 from algospeed.study.runner import STORE_NAME
@@ -53,7 +51,6 @@ class StudyReport:
     curves: dict[str, list[TradeoffPoint]]
     frontier: list[FrontierPoint]
     speedup_curves: dict[str, list[Speedup]]
-    seed_costs: dict[str, list[float | None]]
     warnings: list[FairnessWarning]
     pending: int
 
@@ -116,10 +113,6 @@ def analyse(folder: str | Path) -> StudyReport:
         curves=curves,
         frontier=frontier_by_arm(curves),
         speedup_curves=speedups,
-        seed_costs={
-            arm: [cost_to_quality(seed_runs, target, currency, reference) for seed_runs in by_seed(runs).values()]
-            for arm, runs in by_arm(records).items()
-        },
         warnings=check_fairness(facts),
         pending=sum(run["status"] not in STATUSES for run in runs),
     )
@@ -245,11 +238,12 @@ def tradeoff_figure(report: StudyReport) -> str:
 def time_to_target_figure(report: StudyReport) -> str:
     """Each seed's cost to reach the target per arm (never-reached seeds marked at the top), with the median."""
     figure, axis = plt.subplots(figsize=(7, 3.5))
-    arms = list(report.seed_costs)
-    reached_all = [c for costs in report.seed_costs.values() for c in costs if c is not None]
+    seed_costs = {arm: summary.seed_costs for arm, summary in report.summaries.items()}
+    arms = list(seed_costs)
+    reached_all = [c for costs in seed_costs.values() for c in costs if c is not None]
     ceiling = max(reached_all) * 1.15 if reached_all else 1.0
     for index, arm in enumerate(arms):
-        costs = report.seed_costs[arm]
+        costs = seed_costs[arm]
         reached = [c for c in costs if c is not None]
         axis.scatter([index] * len(reached), reached, color="C0", zorder=3)
         if len(reached) < len(costs):

@@ -38,15 +38,24 @@ class BudgetSummary:
 
 @dataclass(frozen=True)
 class ArmSummary:
-    """One arm: per budget (sorted by mean final cost), the time-to-target; over all budgets, the median cost to
-    reach the target (`cost_to_quality` per seed) and the speedup against the baseline at the target."""
+    """One arm: per budget (sorted by mean final cost), the time-to-target; over all budgets, each
+    seed's cost to reach the target (`seed_costs`: `cost_to_quality`, None where never reached),
+    their censored median, and the speedup against the baseline at the target."""
 
     arm: str
     budgets: list[BudgetSummary]
+    seed_costs: tuple[float | None, ...]
     median_cost_to_target: float | None
-    reached: int
-    n_seeds: int
     speedup: Speedup
+
+    @property
+    def reached(self) -> int:
+        """Seeds that reached the target."""
+        return sum(cost is not None for cost in self.seed_costs)
+
+    @property
+    def n_seeds(self) -> int:
+        return len(self.seed_costs)
 
 
 def times_to_target(
@@ -101,9 +110,8 @@ def arm_summary(
         summaries[arm] = ArmSummary(
             arm=arm,
             budgets=sorted(rows, key=lambda row: (row.mean_final_cost, row.budget)),
+            seed_costs=tuple(seed_costs),
             median_cost_to_target=censored_median(seed_costs),
-            reached=sum(cost is not None for cost in seed_costs),
-            n_seeds=len(seed_costs),
             speedup=speedup(arms[baseline_arm], runs, target, currency, reference, n_boot, rng_seed, ci),
         )
     return summaries
