@@ -23,7 +23,12 @@ class Metric:
 
     def better(self, a: float, b: float) -> bool:
         """Whether quality `a` is at least as good as `b`."""
-        return a >= b if self.higher_is_better else a <= b
+        return reaches(a, b, self.higher_is_better)
+
+
+def reaches(quality: float, target: float, higher_is_better: bool) -> bool:
+    """Whether `quality` is at or beyond `target` in the metric's direction."""
+    return quality >= target if higher_is_better else quality <= target
 
 
 def _correct(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

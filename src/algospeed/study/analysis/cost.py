@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from algospeed.core.metrics import reaches
 from algospeed.core.result import CurvePoint
 from algospeed.errors import UsageError
 from algospeed.study.records import ReferenceCost, RunRecord
@@ -48,11 +49,6 @@ def final_quality(record: RunRecord) -> float | None:
         if value is not None:
             return value
     return None
-
-
-def reaches(quality: float, target: float, higher_is_better: bool) -> bool:
-    """Whether `quality` is at or beyond `target` in the metric's direction."""
-    return quality >= target if higher_is_better else quality <= target
 
 
 @dataclass(frozen=True)
