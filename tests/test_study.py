@@ -288,3 +288,14 @@ def test_compare_scores_arms_across_studies_as_algoperf_does(tmp_path: Path, cap
     scores = [float(rows[arm].split("│")[-2]) for arm in ("baseline", "smooth")]
     assert all(0.0 <= score <= 1.0 for score in scores) and max(scores) > 0
     assert main(["compare", str(tmp_path / "missing")]) == 2
+
+
+def test_a_study_judged_in_the_reference_currency_runs_and_reports(tmp_path: Path) -> None:
+    spec = validate_study_spec({**SMALL, "budgets": ["10ba", "20ba"], "seeds": 1, "currency": "reference"})
+    run_study(spec, tmp_path, workers=1).close()
+    report = analyse(tmp_path)
+    assert report.reference is not None and report.reference.per_flop > 0
+    final = report.curves["baseline"][-1]
+    points = [r.points[-1] for r in report.records if r.arm == "baseline" and r.budget == final.budget]
+    expected = report.reference.per_step * points[0].step + report.reference.per_flop * points[0].flops
+    assert final.cost == pytest.approx(expected)

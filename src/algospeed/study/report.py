@@ -81,13 +81,18 @@ def load_records(store: StudyStore, spec: StudySpec) -> list[RunRecord]:
     ]
 
 
+def stored_reference_cost(store: StudyStore) -> ReferenceCost | None:
+    """The reference-cost calibration the study stored when it started."""
+    calibration = store.meta("reference_cost")
+    return ReferenceCost(**calibration) if calibration else None
+
+
 def analyse(folder: str | Path) -> StudyReport:
     """Read the store in `folder` and analyse it."""
     store = StudyStore.open_existing(Path(folder) / STORE_NAME)
     try:
         spec = StudySpec.model_validate(store.meta("spec"))
-        calibration = store.meta("reference_cost")
-        reference = ReferenceCost(**calibration) if calibration else None
+        reference = stored_reference_cost(store)
         records = load_records(store, spec)
         runs = store.runs()
         manifest = store.meta("manifest")

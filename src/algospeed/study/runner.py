@@ -141,16 +141,17 @@ def run_study(
 def best_speedup(store: StudyStore, spec: StudySpec) -> str:
     """The best speedup at the target among the arms so far (a quick bootstrap, for the live view)."""
     from algospeed.study.analysis import speedup
-    from algospeed.study.report import load_records
+    from algospeed.study.report import load_records, stored_reference_cost
 
     records = load_records(store, spec)
+    reference = stored_reference_cost(store)
     baseline = [r for r in records if r.arm == spec.baseline]
     best: tuple[float, str] | None = None
     for arm in spec.arms:
         runs = [r for r in records if r.arm == arm]
         if arm == spec.baseline or not runs or not baseline:
             continue
-        result = speedup(baseline, runs, spec.target_quality, spec.currency, None, n_boot=200)
+        result = speedup(baseline, runs, spec.target_quality, spec.currency, reference, n_boot=200)
         if result.estimate is not None and (best is None or result.estimate > best[0]):
             best = (result.estimate, arm)
     return "-" if best is None else f"{best[0]:.2f}x ({best[1]})"
