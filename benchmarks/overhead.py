@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from algospeed.core.data import InMemoryLoader
 from algospeed.core.schedules import WarmupLinearDecay
 from algospeed.core.trainer import Trainer
-from algospeed.workloads.embedded import get_workload
+from algospeed.workloads.registry import get_workload
 
 
 def hand_loop(model, inputs, targets, batch_size, make_optimizer, steps: int) -> float:

@@ -24,7 +24,7 @@ from algospeed.core.data import InMemoryLoader
 from algospeed.core.trainer import Trainer
 from algospeed.profile.profiler import Profiler, _Step
 from algospeed.profile.schedule import Action, ProfileSchedule
-from algospeed.workloads.embedded import get_workload
+from algospeed.workloads.registry import get_workload
 
 
 def run(model, inputs, targets, batch_size, make_optimizer, steps: int, schedule: ProfileSchedule | None) -> float:

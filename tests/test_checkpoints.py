@@ -29,9 +29,9 @@ class NoisyCounter(Callback):
         self.total = torch.zeros(())
 
     def on_after_dataloader(self, state) -> None:
-        inputs, targets = state.batch
+        inputs = state.batch.inputs
         noise = torch.randn(inputs.shape, generator=state.generator) * 0.1
-        state.batch = (inputs + noise, targets)
+        state.batch = state.batch.replace(inputs=inputs + noise)
         self.steps += 1
         self.total += noise.sum()
 

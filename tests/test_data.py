@@ -13,7 +13,7 @@ def _ids(size: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _order(loader, epoch: int, start: int = 0) -> list[int]:
-    return [int(i) for _, targets in loader.iter_epoch(epoch, start) for i in targets]
+    return [int(i) for batch in loader.iter_epoch(epoch, start) for i in batch.targets]
 
 
 @given(st.integers(1, 200), st.integers(1, 64), st.integers(0, 5), st.integers(0, 10**6))
@@ -32,13 +32,13 @@ def test_epochs_and_seeds_change_the_order_and_drop_last_drops_the_remainder() -
     assert _order(loader, 0) != _order(loader, 1)
     assert _order(loader, 0) != _order(InMemoryLoader(*_ids(100), 32, seed=2), 0)
     assert len(_order(loader, 0)) == 96
-    assert all(len(t) == 32 for _, t in loader.iter_epoch(0))
+    assert all(batch.samples == 32 for batch in loader.iter_epoch(0))
 
 
 def test_batch_size_may_change_between_batches() -> None:
     loader = InMemoryLoader(*_ids(50), 10, drop_last=False, seed=0)
     sizes = []
-    for _, targets in loader.iter_epoch(0):
+    for targets in (batch.targets for batch in loader.iter_epoch(0)):
         sizes.append(len(targets))
         loader.batch_size = 20
     assert sizes == [10, 20, 20]

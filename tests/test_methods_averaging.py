@@ -204,12 +204,12 @@ def test_swa_update_keeps_the_running_mean_and_batchnorm_pass() -> None:
 
 def test_the_statistics_pass_leaves_a_dataset_loaders_epoch_in_flight_alone() -> None:
     dataset = TensorDataset(torch.arange(12.0).unsqueeze(1), torch.zeros(12, dtype=torch.long))
-    expected = [inputs for inputs, _ in DatasetLoader(dataset, batch_size=4, seed=0).iter_epoch(3)]
+    expected = [batch.inputs for batch in DatasetLoader(dataset, batch_size=4, seed=0).iter_epoch(3)]
     loader = DatasetLoader(dataset, batch_size=4, seed=0, num_workers=1)  # persistent worker
     epoch = loader.iter_epoch(3)
-    got = [next(epoch)[0]]
-    seen = torch.cat([inputs for inputs, _ in training_batches(loader)])  # an evaluation mid-epoch
-    got += [inputs for inputs, _ in epoch]
+    got = [next(epoch).inputs]
+    seen = torch.cat([batch.inputs for batch in training_batches(loader)])  # an evaluation mid-epoch
+    got += [batch.inputs for batch in epoch]
     assert torch.equal(seen, torch.arange(12.0).unsqueeze(1))  # every sample, in order
     assert len(got) == len(expected) and all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
 

@@ -23,10 +23,10 @@ class SeenShapes(Callback):
         self.soft_targets: list[bool] = []
 
     def on_before_forward(self, state) -> None:
-        self.sizes.append(state.batch[0].shape[-1])
+        self.sizes.append(state.batch.inputs.shape[-1])
 
     def on_after_loss(self, state) -> None:
-        self.soft_targets.append(torch.is_floating_point(state.batch[1]))
+        self.soft_targets.append(torch.is_floating_point(state.batch.targets))
 
 
 def test_a_realistic_stack_trains_end_to_end_on_mnist5k() -> None:

@@ -37,16 +37,15 @@ class Probe(Callback):
         self._flops = 0.0
 
     def on_after_dataloader(self, state: Any) -> None:
-        inputs, targets = state.batch
-        self.loaded.append((inputs.clone(), targets.clone()))
+        self.loaded.append((state.batch.inputs.clone(), state.batch.targets.clone()))
         self.generator_states.append(state.generator.get_state())
 
     def on_before_forward(self, state: Any) -> None:
-        self.seen.append(state.inputs.clone())
+        self.seen.append(state.batch.inputs.clone())
         self.progress.append(state.progress)
 
     def on_before_loss(self, state: Any) -> None:
-        self.loss_targets.append(state.targets.clone())
+        self.loss_targets.append(state.batch.targets.clone())
 
     def on_batch_end(self, state: Any) -> None:
         self.step_flops.append(state.clock.flops - self._flops)

@@ -16,7 +16,7 @@ from algospeed.core.trainer import Trainer
 from algospeed.errors import UsageError
 from algospeed.methods.data.batch_size_ramp import ramped_batch_size
 from algospeed.methods.data.data_echoing import DataEchoing, EchoingLoader, EchoPosition, flip_batch, shift_batch
-from algospeed.methods.optimization.schedules import parse_milestones
+from algospeed.methods.shared.schedules import parse_milestones
 from algospeed.methods.spec import MethodSpec, build_method
 from algospeed.run_spec import RunSpec, build_trainer
 from method_harness import assert_resumes_exactly
@@ -38,11 +38,11 @@ class Probe(Callback):
         self.lrs: list[float] = []
 
     def on_after_dataloader(self, state: Any) -> None:
-        self.loaded.append(state.inputs.clone())
+        self.loaded.append(state.batch.inputs.clone())
 
     def on_before_forward(self, state: Any) -> None:
-        self.inputs.append(state.inputs.clone())
-        self.targets.append(state.targets.clone())
+        self.inputs.append(state.batch.inputs.clone())
+        self.targets.append(state.batch.targets.clone())
         self.progress.append(state.progress)
 
     def on_before_optimizer_step(self, state: Any) -> None:
@@ -127,12 +127,12 @@ def test_echoing_loader_resumes_at_every_offset() -> None:
     for drop_last in (True, False):
         inner = small_loader(50, 8, drop_last)
         echo = EchoingLoader(inner, factor=3)
-        full = [targets for _, targets in echo.iter_epoch(1)]
+        full = [batch.targets for batch in echo.iter_epoch(1)]
         assert len(full) == 3 * (6 if drop_last else 7)
         offset = 0
         for index, targets in enumerate(full):
             fresh = EchoingLoader(small_loader(50, 8, drop_last), factor=3)
-            rest = [t for _, t in fresh.iter_epoch(1, offset)]
+            rest = [batch.targets for batch in fresh.iter_epoch(1, offset)]
             assert len(rest) == len(full) - index and all(
                 torch.equal(a, b) for a, b in zip(rest, full[index:], strict=True)
             )
@@ -143,7 +143,7 @@ def test_echoing_loader_resumes_at_every_offset() -> None:
 def test_echoing_loader_resumes_from_its_position_after_a_batch_size_change() -> None:
     echo = EchoingLoader(small_loader(64, 8), factor=2)
     seen, positions, offset = [], [], 0
-    for _, targets in echo.iter_epoch(0):
+    for targets in (batch.targets for batch in echo.iter_epoch(0)):
         seen.append(targets)
         offset += len(targets)
         positions.append((offset, echo.position.state_dict()))
@@ -156,7 +156,7 @@ def test_echoing_loader_resumes_from_its_position_after_a_batch_size_change() ->
         position.load_state_dict(saved)
         fresh = EchoingLoader(small_loader(64, 8 if index < 2 else 5), factor=2, position=position)
         rest = []
-        for _, targets in fresh.iter_epoch(0, offset):
+        for targets in (batch.targets for batch in fresh.iter_epoch(0, offset)):
             rest.append(targets)
             if index + 1 + len(rest) == 3:
                 fresh.batch_size = 5

@@ -20,8 +20,8 @@ from algospeed.errors import UsageError
 from algospeed.methods.data import data_pruning as data_pruning_module
 from algospeed.methods.data.curriculum import available_count, curriculum_ranking, pacing_fraction
 from algospeed.methods.data.data_pruning import DataPruning, prune_indices
-from algospeed.methods.data.scoring import el2n, proxy_scores, subset_loader
 from algospeed.methods.data.selective_backprop import per_sample_losses, select_samples
+from algospeed.methods.shared.scoring import el2n, proxy_scores, subset_loader
 from algospeed.methods.spec import MethodSpec, build_method
 from algospeed.run_spec import RunSpec, build_trainer
 from algospeed.workloads.models import SmallCNN
@@ -89,13 +89,13 @@ class SelectionProbe(Callback):
         self._flops = 0.0
 
     def on_after_dataloader(self, state: Any) -> None:
-        inputs, targets = state.batch
+        inputs, targets = state.batch.inputs, state.batch.targets
         losses = per_sample_losses(state.model, inputs, targets)
         top = torch.sort(losses, descending=True, stable=True).indices[: len(losses) // 2].sort().values
         self.expected.append((inputs[top].clone(), losses))
 
     def on_before_forward(self, state: Any) -> None:
-        self.seen.append(state.inputs.clone())
+        self.seen.append(state.batch.inputs.clone())
 
     def on_batch_end(self, state: Any) -> None:
         self.step_flops.append(state.clock.flops - self._flops)
@@ -178,7 +178,7 @@ def test_scoring_and_subsets_work_the_same_on_a_dataset_loader() -> None:
     assert torch.allclose(proxy_scores(trainer.state, dataset, score="el2n", epochs=2), scores)
     subset = subset_loader(dataset, torch.tensor([3, 7, 11]), batch_size=2)
     assert len(subset) == 3
-    targets = torch.cat([t for _, t in subset.iter_epoch(0)])
+    targets = torch.cat([batch.targets for batch in subset.iter_epoch(0)])
     assert len(targets) == 2 and set(targets.tolist()) <= set(memory.targets[[3, 7, 11]].tolist())
 
 
@@ -198,7 +198,7 @@ def test_el2n_and_subset_loader() -> None:
     loader, _ = noisy_problem()
     subset = subset_loader(loader, torch.tensor([5, 9, 20, 33]), batch_size=2)
     assert len(subset) == 4 and subset.batch_size == 2
-    seen = torch.cat([inputs for inputs, _ in subset.iter_epoch(0)])
+    seen = torch.cat([batch.inputs for batch in subset.iter_epoch(0)])
     assert sorted(map(tuple, seen.tolist())) == sorted(map(tuple, loader.inputs[[5, 9, 20, 33]].tolist()))
 
 
@@ -221,7 +221,7 @@ class EpochProbe(Callback):
         )
 
     def on_before_forward(self, state: Any) -> None:
-        self.seen.append((len(self.epochs) - 1, state.inputs.clone()))
+        self.seen.append((len(self.epochs) - 1, state.batch.inputs.clone()))
 
 
 def test_curriculum_trains_on_the_easiest_fraction_growing_with_progress_and_charges_the_proxy() -> None:

@@ -23,8 +23,9 @@ class Probe(Callback):
         self.weights: list[bool] = []
 
     def on_before_forward(self, state) -> None:
-        self.batches.append(state.inputs.is_contiguous(memory_format=CL))
-        self.strictly.append(state.inputs.is_contiguous(memory_format=CL) and not state.inputs.is_contiguous())
+        self.batches.append(state.batch.inputs.is_contiguous(memory_format=CL))
+        inputs = state.batch.inputs
+        self.strictly.append(inputs.is_contiguous(memory_format=CL) and not inputs.is_contiguous())
         self.weights.append(all(p.is_contiguous(memory_format=CL) for p in state.model.parameters() if p.dim() == 4))
 
 

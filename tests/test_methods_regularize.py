@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from algospeed.core.batch import Batch
 from algospeed.core.callback import Callback
 from algospeed.core.trainer import Trainer
 from algospeed.errors import UsageError
@@ -43,8 +44,10 @@ def test_label_smoothing_trains_against_the_smoothed_distribution() -> None:
     seen: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     original: list[torch.Tensor] = []
     probe = Probe(
-        after_dataloader=lambda s: original.append(s.targets.clone()),
-        after_loss=lambda s: seen.append((s.outputs.detach().clone(), s.targets.clone(), s.loss.detach().clone())),
+        after_dataloader=lambda s: original.append(s.batch.targets.clone()),
+        after_loss=lambda s: seen.append(
+            (s.outputs.detach().clone(), s.batch.targets.clone(), s.loss.detach().clone())
+        ),
     )
     digits_trainer("label_smoothing:smoothing=0.2", "3ba", probe).fit()
     assert len(seen) == 3
@@ -71,9 +74,9 @@ def test_smooth_labels_takes_indices_or_probabilities_and_commutes_with_mixing()
     torch.testing.assert_close(smooth_labels(mixed, 3, 0.1), 0.6 * expected + 0.4 * expected.flip(0))
 
     method = build_method(MethodSpec(name="label_smoothing", settings={"smoothing": "0.3"}))
-    state = SimpleNamespace(batch=(torch.zeros(2, 5), soft), outputs=torch.zeros(2, 3))
+    state = SimpleNamespace(batch=Batch(torch.zeros(2, 5), soft), outputs=torch.zeros(2, 3))
     method.on_before_loss(state)
-    torch.testing.assert_close(state.batch[1], 0.7 * soft + 0.1)
+    torch.testing.assert_close(state.batch.targets, 0.7 * soft + 0.1)
 
 
 def test_label_smoothing_resumes_exactly(tmp_path: Path) -> None:
@@ -118,7 +121,7 @@ def test_sam_uses_the_gradient_at_the_perturbed_point() -> None:
     )
     trainer.fit()
     # by hand, on a copy of the model as it was before the step
-    model, (inputs, targets) = record["model"], record["batch"]
+    model, inputs, targets = record["model"], record["batch"].inputs, record["batch"].targets
     start = {k: v.detach().clone() for k, v in model.state_dict().items()}
     F.cross_entropy(model(inputs), targets).backward()
     once = {k: v.detach().clone() for k, v in model.state_dict().items()}  # running stats after one pass

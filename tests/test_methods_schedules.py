@@ -12,7 +12,7 @@ import pytest
 from algospeed.core.callback import Callback, check_composition
 from algospeed.core.schedules import WarmupLinearDecay
 from algospeed.errors import UsageError
-from algospeed.methods.optimization.schedules import (
+from algospeed.methods.shared.schedules import (
     Cosine,
     OneCycle,
     StepDecay,

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from algospeed.core.result import CurvePoint, RunResult
+from algospeed.core.status import StopReason
 from algospeed.errors import UsageError
 from algospeed.study.analysis import (
     CURRENCIES,
@@ -114,8 +115,8 @@ def test_cost_of_rejects_unknown_currency_and_missing_calibration() -> None:
 def test_run_record_validates_status_and_builds_from_a_result() -> None:
     with pytest.raises(UsageError, match="status"):
         record([0.5], status="complete")
-    result = RunResult(points=[point(10, 0.3), point(20, 0.6)], status="diverged", budget="20ba")
-    rec = RunRecord.from_result(result, arm="sam", seed=3, metric="acc", higher_is_better=True)
+    result = RunResult(points=[point(10, 0.3), point(20, 0.6)], stop_reason=StopReason.BUDGET_SPENT, budget="20ba")
+    rec = RunRecord.from_result(result, arm="sam", seed=3, metric="acc", higher_is_better=True, status="diverged")
     assert (rec.arm, rec.budget, rec.seed, rec.status, len(rec.points)) == ("sam", "20ba", 3, "diverged", 2)
     assert isinstance(rec.points, tuple)
     loss_rec = RunRecord("a", "1ba", 0, "completed", [point(1, None, train_loss=0.25)], "train_loss", False)

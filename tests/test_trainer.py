@@ -51,7 +51,7 @@ def test_a_flop_budget_stops_once_the_counted_flops_reach_it(tiny_loader) -> Non
 def test_flops_are_counted_once_per_step_shape_and_match_flop_counter_mode(tiny_loader) -> None:
     trainer = make_trainer(tiny_loader, "2ep")
     result = trainer.fit()
-    assert len(trainer.flops.cache) == 1
+    assert len(trainer.state.flops.cache) == 1
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.1), nn.Linear(16, 2))
     with FlopCounterMode(display=False) as counter:
         nn.functional.cross_entropy(model(torch.randn(16, 8)), torch.zeros(16, dtype=torch.long)).backward()
@@ -63,12 +63,11 @@ def test_flops_are_recounted_when_the_batch_shape_changes(tiny_loader) -> None:
     class HalveBatchAfterFirstEpoch(Callback):
         def on_after_dataloader(self, state) -> None:
             if state.clock.epoch >= 1:
-                inputs, targets = state.batch
-                state.batch = (inputs[:8], targets[:8])
+                state.batch = state.batch.select(torch.arange(8))
 
     trainer = make_trainer(tiny_loader, "2ep", callbacks=[HalveBatchAfterFirstEpoch()])
     result = trainer.fit()
-    full, half = sorted(trainer.flops.cache.values(), reverse=True)
+    full, half = sorted(trainer.state.flops.cache.values(), reverse=True)
     assert full == pytest.approx(2 * half)
     assert result.final.flops == pytest.approx(6 * full + 6 * half)
     assert result.final.samples == 192  # samples drawn from the loader, not the trimmed batch

@@ -11,7 +11,7 @@ from algospeed.core.data import DatasetLoader, InMemoryLoader
 from algospeed.errors import UsageError
 from algospeed.run_spec import RunSpec, build_trainer
 from algospeed.workloads.base import DatasetSplits, Splits
-from algospeed.workloads.embedded import WORKLOADS, get_workload
+from algospeed.workloads.registry import WORKLOADS, get_workload
 
 
 @pytest.mark.parametrize(
@@ -132,8 +132,8 @@ def test_an_image_folder_trains_through_the_dataset_loader_with_workers(tmp_path
 
 
 def test_every_workload_names_its_metric_target_budget_and_optimizer() -> None:
-    for workload in WORKLOADS.values():
-        assert workload.metric.name and workload.budget and workload.optimizer in {"sgd", "adamw"}
+    for workload in map(get_workload, WORKLOADS.names()):
+        assert workload.metric.name and workload.budget and workload.optimizer.name in {"sgd", "adamw"}
         assert workload.make_optimizer()([torch.nn.Parameter(torch.zeros(1))]).param_groups[0]["lr"] == workload.lr
 
 

@@ -10,8 +10,10 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from algospeed.cli_options import PluginOption, load_cli_plugins
 from algospeed.core.settings import parse_key_values
 from algospeed.errors import AlgospeedError, UsageError, usage_error_from_validation
 from algospeed.profile.cli import bottlenecks_command, profile_command
@@ -40,42 +42,70 @@ err_console = Console(stderr=True)
 
 
 @app.command("workloads")
-def workloads_command() -> None:
-    """List the workloads with their metric, target and defaults."""
-    from algospeed.workloads.embedded import WORKLOADS
+def workloads_command(plugin: PluginOption = None) -> None:
+    """List the workloads with their data kind, metric, target and defaults."""
+    from algospeed.workloads.registry import WORKLOADS, get_workload
 
+    load_cli_plugins(plugin)
+    workloads = [get_workload(name) for name in WORKLOADS.names()]
     table = Table(title="workloads")
-    for column in ("name", "metric", "target", "budget", "batch", "optimizer", "options"):
-        table.add_column(column, no_wrap=column != "options", overflow="fold")
-    for w in WORKLOADS.values():
+    for column in ("name", "data", "metric", "target", "budget", "batch", "optimizer"):
+        table.add_column(column, no_wrap=True)
+    for w in workloads:
         metric = f"{w.metric.name} ({'max' if w.metric.higher_is_better else 'min'})"
-        options = ", ".join(f"{k}={v}" for k, v in w.options.items()) or "-"
-        table.add_row(w.name, metric, f"{w.target:g}", w.budget, str(w.batch_size), f"{w.optimizer} {w.lr:g}", options)
+        table.add_row(
+            w.name,
+            w.kind().value,
+            metric,
+            f"{w.target:g}",
+            w.budget,
+            str(w.batch_size),
+            f"{w.optimizer.name} {w.lr:g}",
+        )
     console.print(table)
-    for w in WORKLOADS.values():
-        console.print(f"  [bold]{w.name}[/]: {w.description}")
+    for w in workloads:
+        origin = WORKLOADS.origin(w.name)
+        source = "" if origin == "built-in" else f" (from {_origin(origin)})"
+        options = ", ".join(f"{k}={v}" for k, v in w.options.items())
+        console.print(
+            f"  [bold]{escape(w.name)}[/]: {escape(w.description + source)}"
+            + (f"; options {escape(options)}" if options else "")
+        )
+
+
+def _origin(origin: str) -> str:
+    from algospeed.plugins import display_ref
+
+    return display_ref(origin)
 
 
 @methods_app.callback()
-def methods_command(ctx: typer.Context) -> None:
-    """List the implemented methods with their taxonomy place."""
+def methods_command(ctx: typer.Context, plugin: PluginOption = None) -> None:
+    """List the implemented methods with their taxonomy place and the data they act on."""
+    load_cli_plugins(plugin)
     if ctx.invoked_subcommand is not None:
         return
-    from algospeed.methods.registry import method_class, method_names
+    from algospeed.core.data_kind import ALL_KINDS
+    from algospeed.methods.registry import METHODS, method_class
 
     table = Table(title="methods")
-    for column in ("name", "where", "what", "how", "when", "summary"):
+    for column in ("name", "where", "what", "how", "when", "data", "summary"):
         table.add_column(column, overflow="fold")
-    for name in method_names():
+    for name in METHODS.names():
         cls = method_class(name)
         place = cls.place
+        kinds = "any" if cls.data_kinds == ALL_KINDS else ", ".join(sorted(k.value for k in cls.data_kinds))
+        summary = _first_line(cls.__doc__)
+        if METHODS.origin(name) != "built-in":
+            summary = f"{summary} (from {_origin(METHODS.origin(name))})"
         table.add_row(
             name,
             ", ".join(v.value for v in place.where),
             ", ".join(v.value for v in place.what),
             place.how.value,
             ", ".join(v.value for v in place.when),
-            _first_line(cls.__doc__),
+            kinds,
+            escape(summary),
         )
     console.print(table)
 
@@ -90,7 +120,7 @@ def methods_show_command(name: Annotated[str, typer.Argument(help="Method name."
 
     cls = method_class(name)
     place = cls.place
-    console.print(f"[bold]{name}[/]", highlight=False)
+    console.print(f"[bold]{escape(name)}[/]", highlight=False)
     console.print(inspect.cleandoc(cls.__doc__ or ""), highlight=False, markup=False)
     console.print(
         f"\nplace: where={'/'.join(v.value for v in place.where)} what={'/'.join(v.value for v in place.what)} "
@@ -142,15 +172,17 @@ def train_command(
     ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run already in --out.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    plugin: PluginOption = None,
 ) -> None:
     """Train one workload for one budget, writing curve.jsonl, summary.json and checkpoints."""
     from algospeed.progress_bar import ProgressBar
     from algospeed.run_directory import CurveWriter, RunDirectory
     from algospeed.run_spec import RunSpec, build_trainer
-    from algospeed.workloads.embedded import get_workload
+    from algospeed.workloads.registry import get_workload
 
     directory = RunDirectory(out)
     given = {
+        "plugins": load_cli_plugins(plugin) or None,
         "workload": workload,
         "budget": budget,
         "seed": seed,
@@ -171,7 +203,6 @@ def train_command(
             spec = RunSpec.model_validate({"workload": "mnist1d", **given})
     except ValidationError as error:
         raise usage_error_from_validation(error, "run settings") from None
-    get_workload(spec.workload).resolve_options(spec.options)
     if resume and overwrite:
         raise UsageError("--resume continues the run in --out and --overwrite replaces it: pass one of them")
     if not resume:

@@ -18,7 +18,6 @@ from algospeed.methods.data.data_echoing import EchoingLoader, reaugment
 from algospeed.methods.data.data_pruning import prune_indices
 from algospeed.methods.data.mixup import mixup_batch
 from algospeed.methods.data.progressive_resizing import progressive_resize
-from algospeed.methods.data.scoring import el2n, proxy_scores
 from algospeed.methods.data.selective_backprop import selective_backprop_batch
 from algospeed.methods.model.bf16_autocast import bf16_autocast
 from algospeed.methods.model.blurpool import apply_blurpool
@@ -39,8 +38,9 @@ from algospeed.methods.optimization.lion import lion
 from algospeed.methods.optimization.lookahead import lookahead
 from algospeed.methods.optimization.sam import sharpness_aware_gradients
 from algospeed.methods.optimization.schedule_free import schedule_free
-from algospeed.methods.optimization.schedules import Cosine, OneCycle, StepDecay, WarmupStableDecay
 from algospeed.methods.optimization.swa import recompute_batchnorm, swa_update
+from algospeed.methods.shared.schedules import Cosine, OneCycle, StepDecay, WarmupStableDecay
+from algospeed.methods.shared.scoring import el2n, proxy_scores
 
 __all__ = [
     "Cosine",

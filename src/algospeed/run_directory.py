@@ -16,7 +16,7 @@ from algospeed.core.result import CurvePoint, RunResult, curve_jsonl
 from algospeed.core.state import State
 from algospeed.errors import UsageError
 from algospeed.run_spec import RunSpec
-from algospeed.workloads.embedded import get_workload
+from algospeed.workloads.registry import get_workload
 
 
 class RunDirectory:

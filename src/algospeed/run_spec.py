@@ -7,24 +7,28 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from algospeed.core.callback import Callback, check_composition
 from algospeed.core.data import DatasetLoader, InMemoryLoader, Loader
+from algospeed.core.data_kind import check_data_kind
 from algospeed.core.trainer import Trainer
 from algospeed.core.units import parse_amount, parse_budget
 from algospeed.methods.spec import MethodSpec, build_method, parse_methods
-from algospeed.workloads.base import DatasetSplits, Splits, class_count
-from algospeed.workloads.embedded import get_workload
+from algospeed.plugins import check_plugins
+from algospeed.workloads.base import DatasetSplits, Splits, Workload, class_count
+from algospeed.workloads.registry import get_workload
 
 EVAL_BATCH = 256
 
 
 class RunSpec(BaseModel):
-    """One training run: a workload with its options, a budget, a seed and hyperparameters."""
+    """One training run: a workload with its options, a budget, a seed, hyperparameters, methods, and the
+    plugins (ref -> sha256 of their source) that define any of them; plugins load first."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    plugins: dict[str, str] = Field(default_factory=dict)
     workload: str
     options: dict[str, str | int | float] = Field(default_factory=dict)
     budget: str | None = None
@@ -35,6 +39,12 @@ class RunSpec(BaseModel):
     checkpoint_interval: str | None = None
     device: str | None = None
     methods: list[MethodSpec] = Field(default_factory=list)
+
+    @field_validator("plugins")
+    @classmethod
+    def _plugins_load(cls, value: dict[str, str]) -> dict[str, str]:
+        check_plugins(value)  # before the workload and methods are looked up
+        return value
 
     @field_validator("budget")
     @classmethod
@@ -70,6 +80,14 @@ class RunSpec(BaseModel):
             raise ValueError(f"device {value!r} asked for, but CUDA is not available on this machine")
         return value
 
+    @model_validator(mode="after")
+    def _fits_workload(self) -> RunSpec:
+        workload = get_workload(self.workload)
+        workload.resolve_options(self.options)
+        kind = workload.kind(self.options)
+        check_data_kind([build_method(m) for m in self.methods], kind, f"workload {self.workload!r}")
+        return self
+
     def fingerprint(self) -> dict[str, Any]:
         """What a checkpoint must agree on to be resumed by this spec (the device may change)."""
         return self.model_dump(exclude={"device", "checkpoint_interval"})
@@ -87,7 +105,7 @@ def build_trainer(
     data = workload.load(options)
     device = torch.device(spec.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     batch_size = spec.batch_size or workload.batch_size
-    train, test = _loaders(data, batch_size, spec.seed, device, int(options.get("workers", 0)))
+    train, test = _loaders(workload, data, batch_size, spec.seed, device, int(options.get("workers", 0)))
     torch.manual_seed(spec.seed)
     model = workload.model(options, class_count(data))
     methods = [build_method(method) for method in spec.methods]
@@ -96,6 +114,9 @@ def build_trainer(
         train,
         optimizer=workload.make_optimizer(spec.lr),
         budget=spec.budget or workload.budget,
+        loss_fn=workload.loss,
+        forward=workload.forward,
+        data_kind=workload.kind(options),
         eval_data=test,
         metrics=[workload.metric],
         eval_interval=spec.eval_interval or workload.eval_interval,
@@ -109,7 +130,7 @@ def build_trainer(
 
 
 def _loaders(
-    data: Splits | DatasetSplits, batch_size: int, seed: int, device: torch.device, workers: int
+    workload: Workload, data: Splits | DatasetSplits, batch_size: int, seed: int, device: torch.device, workers: int
 ) -> tuple[Loader, Loader]:
     """In-memory tensors go to the device whole; datasets are decoded by `workers` processes."""
     eval_batch = max(batch_size, EVAL_BATCH)
@@ -118,8 +139,9 @@ def _loaders(
         train = DatasetLoader(data.train, batch_size, seed=seed, num_workers=workers, pin_memory=pin)
         test = DatasetLoader(data.test, eval_batch, shuffle=False, drop_last=False, num_workers=workers, pin_memory=pin)
         return train, test
-    train = InMemoryLoader(data.train_inputs, data.train_targets, batch_size, seed=seed, device=device)
+    kind = workload.batch_type
+    train = InMemoryLoader(data.train_inputs, data.train_targets, batch_size, seed=seed, device=device, batch_type=kind)
     test = InMemoryLoader(
-        data.test_inputs, data.test_targets, eval_batch, shuffle=False, drop_last=False, device=device
+        data.test_inputs, data.test_targets, eval_batch, shuffle=False, drop_last=False, device=device, batch_type=kind
     )
     return train, test

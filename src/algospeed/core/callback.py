@@ -2,25 +2,36 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
+from algospeed.core.data_kind import ALL_KINDS, DataKind
 from algospeed.core.events import Event
 from algospeed.errors import UsageError
 from algospeed.taxonomy.axes import Place
 
-if TYPE_CHECKING:
-    pass
+EVENT_NAMES = frozenset(event.value for event in Event)
 
 
 class Callback:
     """Reacts to events through methods named `on_<event>(state)`.
 
     Whatever a callback keeps across steps belongs in `state_dict`, so that a resumed run continues
-    exactly where the interrupted one stopped.
+    exactly where the interrupted one stopped. A method named `on_<something>` that is no event
+    (a misspelt handler, which would silently never run) is a `TypeError` when the class is defined.
     """
 
     name: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for attribute, value in vars(cls).items():
+            if attribute.startswith("on_") and callable(value) and attribute[3:] not in EVENT_NAMES:
+                close = difflib.get_close_matches(attribute[3:], EVENT_NAMES, n=1)
+                hint = f"; did you mean on_{close[0]}?" if close else ""
+                events = ", ".join(sorted(EVENT_NAMES))
+                raise TypeError(f"{cls.__name__}.{attribute} handles no event{hint} (events: {events})")
 
     @property
     def key(self) -> str:
@@ -46,9 +57,11 @@ class Callback:
 
 
 class Method(Callback):
-    """A speedup method: a callback with a taxonomy place and declared conflicts and needs."""
+    """A speedup method: a callback with a taxonomy place, the data kinds it can act on, and declared
+    conflicts and needs."""
 
     place: ClassVar[Place]
+    data_kinds: ClassVar[frozenset[DataKind]] = ALL_KINDS
     conflicts: ClassVar[frozenset[str]] = frozenset()
     requires: ClassVar[frozenset[str]] = frozenset()
     # Does work beyond one forward and backward of the training batch (extra passes, a proxy run)?

@@ -1,24 +1,26 @@
 """Resumable data loaders: each epoch's order comes from (seed, epoch), and any position restarts.
 
 Resuming a run never replays the loader: an epoch's permutation is recomputed from the seed and the
-sampling restarts at the saved sample offset.
+sampling restarts at the saved sample offset. Every loader yields `Batch`es.
 """
 
 from __future__ import annotations
 
+import warnings
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, RandomSampler, SequentialSampler
 
-Batch = tuple[Any, Any]
+from algospeed.core.batch import Batch
 
 
 @runtime_checkable
 class Loader(Protocol):
-    """What the trainer needs of a training data source."""
+    """What the trainer needs of a training data source. A loader that cannot restart an epoch at an
+    exact position sets `exact_resume = False` and says why in `resume_note`."""
 
     batch_size: int
     drop_last: bool
@@ -51,7 +53,7 @@ class InMemoryLoader:
 
     Each epoch gathers the whole shuffled dataset once, so that every batch is a contiguous slice
     (a view, no copy); above `gather_limit` bytes it gathers batch by batch instead, to keep the
-    extra memory to one batch.
+    extra memory to one batch. `mask` (optional, row-aligned) travels with the inputs.
     """
 
     def __init__(
@@ -60,41 +62,64 @@ class InMemoryLoader:
         targets: torch.Tensor,
         batch_size: int,
         *,
+        mask: torch.Tensor | None = None,
         shuffle: bool = True,
         drop_last: bool = True,
         seed: int = 0,
         device: torch.device | str = "cpu",
         gather_limit: int = 2**31,
+        batch_type: type[Batch] = Batch,
     ) -> None:
-        if len(inputs) != len(targets):
-            raise ValueError(f"inputs ({len(inputs)}) and targets ({len(targets)}) differ in length")
+        if len(inputs) != len(targets) or (mask is not None and len(mask) != len(inputs)):
+            raise ValueError(f"inputs ({len(inputs)}), targets ({len(targets)}) and mask differ in length")
         if batch_size <= 0:
             raise ValueError(f"batch size must be positive, got {batch_size}")
         self.inputs = inputs.to(device)
         self.targets = targets.to(device)
+        self.mask = None if mask is None else mask.to(device)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.seed = seed
-        self.gather_whole_epoch = inputs.nbytes + targets.nbytes <= gather_limit
+        self.batch_type = batch_type
+        self.gather_whole_epoch = sum(t.nbytes for t in self._tensors()) <= gather_limit
+
+    def _tensors(self) -> tuple[torch.Tensor, ...]:
+        return (self.inputs, self.targets) if self.mask is None else (self.inputs, self.targets, self.mask)
 
     def __len__(self) -> int:
         return len(self.inputs)
 
+    def take(self, index: torch.Tensor) -> Batch:
+        """The samples at `index`, as one batch."""
+        index = index.to(self.inputs.device)
+        return self.batch_type(*(tensor[index] for tensor in self._tensors()))
+
+    def subset(self, indices: torch.Tensor, batch_size: int) -> InMemoryLoader:
+        """A loader over the samples at `indices`, shuffled and batched like this one."""
+        index = indices.to(self.inputs.device)
+        return InMemoryLoader(
+            self.inputs[index],
+            self.targets[index],
+            batch_size,
+            mask=None if self.mask is None else self.mask[index],
+            shuffle=self.shuffle,
+            drop_last=self.drop_last,
+            seed=self.seed,
+            device=self.inputs.device,
+            batch_type=self.batch_type,
+        )
+
     def iter_epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
-        size = len(self)
-        inputs, targets, order = self.inputs, self.targets, None
+        size, tensors, order, make = len(self), self._tensors(), None, self.batch_type
         if self.shuffle:
-            order = epoch_permutation(size, self.seed, epoch).to(inputs.device)
+            order = epoch_permutation(size, self.seed, epoch).to(self.inputs.device)
             if self.gather_whole_epoch:
-                inputs, targets, order = inputs[order], targets[order], None
+                tensors, order = tuple(tensor[order] for tensor in tensors), None
         while (bounds := batch_bounds(size, start, self.batch_size, self.drop_last)) is not None:
             begin, start = bounds
-            if order is None:
-                yield inputs[begin:start], targets[begin:start]
-            else:
-                index = order[begin:start]
-                yield inputs[index], targets[index]
+            index = slice(begin, start) if order is None else order[begin:start]
+            yield make(*(tensor[index] for tensor in tensors))
 
 
 class _BatchSampler:
@@ -123,7 +148,8 @@ class DatasetLoader:
     """Any map-style `torch.utils.data.Dataset` (CIFAR-10, an ImageFolder...), loaded by workers.
 
     The order is the same seeded permutation as `InMemoryLoader`, so resumption is exact. With
-    workers, a batch-size change takes effect after the batches already prefetched.
+    workers, a batch-size change takes effect after the batches already prefetched. Whatever the
+    collate function returns becomes a `Batch` (see `Batch.of`).
     """
 
     def __init__(
@@ -136,6 +162,7 @@ class DatasetLoader:
         seed: int = 0,
         num_workers: int = 0,
         pin_memory: bool = False,
+        collate_fn: Callable[[list[Any]], Any] | None = None,
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch size must be positive, got {batch_size}")
@@ -144,6 +171,7 @@ class DatasetLoader:
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.seed = seed
+        self.num_workers, self.pin_memory, self.collate_fn = num_workers, pin_memory, collate_fn
         self._sampler = _BatchSampler(self)
         self._loader = DataLoader(
             dataset,
@@ -151,31 +179,112 @@ class DatasetLoader:
             num_workers=num_workers,
             pin_memory=pin_memory,
             persistent_workers=num_workers > 0,
+            collate_fn=collate_fn,
         )
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
+    def with_dataset(self, dataset: Dataset, batch_size: int | None = None, **changes: Any) -> DatasetLoader:
+        """A loader like this one (order, workers, collate function) over another dataset."""
+        settings = {
+            "shuffle": self.shuffle,
+            "drop_last": self.drop_last,
+            "seed": self.seed,
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "collate_fn": self.collate_fn,
+            **changes,
+        }
+        return DatasetLoader(dataset, batch_size or self.batch_size, **settings)
+
     def iter_epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         self._sampler.epoch, self._sampler.start = epoch, start
-        yield from self._loader
+        for data in self._loader:
+            yield Batch.of(data)
 
 
-def to_device(batch: Any, device: torch.device) -> Any:
-    """Move a batch's tensors to `device` (a no-op for tensors already there, e.g. in-memory data)."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(to_device(item, device) for item in batch)
-    if isinstance(batch, dict):
-        return {key: to_device(item, device) for key, item in batch.items()}
-    return batch
+class TorchLoader:
+    """A plain `torch.utils.data.DataLoader`, iterated as it is.
+
+    Used only where its sampler is one algospeed cannot re-seed (`as_loader` rebuilds plain random
+    and sequential ones as an exact `DatasetLoader`). Each epoch calls the sampler's `set_epoch` where
+    it has one; a resumed run skips the samples already trained on in a fresh iteration of the epoch,
+    which is exact only if the sampler repeats its order for the same epoch.
+    """
+
+    exact_resume = False
+
+    def __init__(self, loader: DataLoader) -> None:
+        if loader.batch_size is None:
+            raise TypeError("a DataLoader with a custom batch_sampler has no fixed batch size; pass a Loader instead")
+        self.loader = loader
+        self.batch_size = loader.batch_size
+        self.drop_last = loader.drop_last
+        sampler = loader.sampler
+        self.resume_note = (
+            f"its sampler ({type(sampler).__name__}) is not one algospeed can re-seed, so a resumed epoch "
+            "skips the samples already seen in a fresh iteration; exact only if that sampler repeats its order"
+        )
+
+    def __len__(self) -> int:
+        return len(self.loader.sampler)  # type: ignore[arg-type]
+
+    def iter_epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        if self.batch_size != self.loader.batch_size:
+            warnings.warn("a plain DataLoader's batch size cannot change during training", stacklevel=2)
+        set_epoch = getattr(self.loader.sampler, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(epoch)
+        skipped = 0
+        for data in self.loader:
+            batch = Batch.of(data)
+            if skipped < start:
+                skipped += batch.samples
+                continue
+            yield batch
 
 
-def as_loader(data: Any, batch_size: int, **options: Any) -> Loader:
-    """Accept a `Loader` as is and wrap a map-style dataset in a `DatasetLoader`."""
+def as_loader(data: Any, batch_size: int | None = None, *, seed: int = 0, **options: Any) -> Loader:
+    """Any training data the trainer accepts, as a `Loader`.
+
+    A `Loader` passes as is; a map-style `Dataset` becomes a `DatasetLoader` (needs `batch_size`); a plain
+    `DataLoader` over a map-style dataset with the default random or sequential sampler is rebuilt as a
+    `DatasetLoader` with the same batch size, workers and collate function, in algospeed's seeded order,
+    so that resumption is exact; any other `DataLoader` is iterated as is (`TorchLoader`).
+    """
     if isinstance(data, Loader):
         return data
+    if isinstance(data, DataLoader):
+        if isinstance(data.dataset, IterableDataset):
+            raise TypeError("an IterableDataset has no epoch length or order to resume; use a map-style Dataset")
+        if _resamplable(data):
+            return DatasetLoader(
+                data.dataset,
+                data.batch_size,  # type: ignore[arg-type]
+                shuffle=isinstance(data.sampler, RandomSampler),
+                drop_last=data.drop_last,
+                seed=seed,
+                num_workers=data.num_workers,
+                pin_memory=data.pin_memory,
+                collate_fn=data.collate_fn,
+            )
+        return TorchLoader(data)
     if isinstance(data, Dataset) and hasattr(data, "__len__"):
-        return DatasetLoader(data, batch_size, **options)
-    raise TypeError(f"training data must be an algospeed Loader or a map-style Dataset, got {type(data).__name__}")
+        if batch_size is None:
+            raise TypeError("a Dataset needs a batch size: as_loader(dataset, batch_size)")
+        return DatasetLoader(data, batch_size, seed=seed, **options)
+    raise TypeError(
+        "training data must be an algospeed Loader, a torch DataLoader or a map-style Dataset, "
+        f"got {type(data).__name__}"
+    )
+
+
+def _resamplable(loader: DataLoader) -> bool:
+    """Whether the loader's order is the default one of a random or sequential sampler (which algospeed
+    replaces by its own seeded order without changing what the loader trains on)."""
+    sampler = loader.sampler
+    plain_batches = type(loader.batch_sampler) is BatchSampler and loader.batch_size is not None
+    if isinstance(sampler, RandomSampler):
+        return plain_batches and not sampler.replacement and sampler._num_samples is None
+    return plain_batches and type(sampler) is SequentialSampler

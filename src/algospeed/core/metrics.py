@@ -10,12 +10,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from algospeed.core.data import Loader, to_device
+from algospeed.core.batch import IGNORE_INDEX, Batch
+from algospeed.core.data import Loader
+
+Forward = Callable[[nn.Module, Batch], Any]
+
+
+def forward_inputs(model: nn.Module, batch: Batch) -> Any:
+    """The default forward: the model on the batch's inputs."""
+    return model(batch.inputs)
+
+
+def cross_entropy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy for class outputs (N, C) or sequence outputs (N, T, C), with class-index targets
+    (positions holding `IGNORE_INDEX` skipped) or probability targets of the outputs' shape."""
+    if torch.is_floating_point(targets):
+        return F.cross_entropy(outputs.flatten(0, -2), targets.flatten(0, -2))
+    return F.cross_entropy(outputs.flatten(0, -2), targets.flatten(), ignore_index=IGNORE_INDEX)
 
 
 @dataclass(frozen=True)
 class Metric:
-    """A quality measure: `batch_sum(outputs, targets)` summed over the eval set, divided by its size."""
+    """A quality measure: `batch_sum(outputs, targets)` summed over the eval set, divided by the number of
+    targets judged (samples, or token positions not holding `IGNORE_INDEX`)."""
 
     name: str
     higher_is_better: bool
@@ -32,11 +49,20 @@ def reaches(quality: float, target: float, higher_is_better: bool) -> bool:
 
 
 def _correct(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return (outputs.argmax(dim=-1) == targets).sum()
+    return ((outputs.argmax(dim=-1) == targets) & (targets != IGNORE_INDEX)).sum()
 
 
 def _cross_entropy_sum(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(outputs.float(), targets, reduction="sum")
+    return F.cross_entropy(
+        outputs.float().flatten(0, -2), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+    )
+
+
+def judged(targets: torch.Tensor) -> int:
+    """How many targets a metric judges: every sample, or every token position not ignored."""
+    if targets.dim() > 1:
+        return int((targets != IGNORE_INDEX).sum())
+    return len(targets)
 
 
 ACCURACY = Metric("accuracy", True, _correct)
@@ -44,7 +70,9 @@ CROSS_ENTROPY = Metric("loss", False, _cross_entropy_sum)
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Loader, metrics: Sequence[Metric], device: Any) -> dict[str, float]:
+def evaluate(
+    model: nn.Module, loader: Loader, metrics: Sequence[Metric], device: Any, forward: Forward = forward_inputs
+) -> dict[str, float]:
     """Each metric's mean over the whole eval set, with the model in eval mode (then restored)."""
     was_training = model.training
     model.eval()
@@ -52,11 +80,11 @@ def evaluate(model: nn.Module, loader: Loader, metrics: Sequence[Metric], device
     count = 0
     try:
         for batch in loader.iter_epoch(0):
-            inputs, targets = to_device(batch, device)
-            outputs = model(inputs)
+            batch = Batch.of(batch).to(device)
+            outputs = forward(model, batch)
             for i, metric in enumerate(metrics):
-                sums[i] += metric.batch_sum(outputs, targets).double()
-            count += targets.numel() if targets.dim() > 1 else len(targets)
+                sums[i] += metric.batch_sum(outputs, batch.targets).double()
+            count += judged(batch.targets)
     finally:
         model.train(was_training)
     if count == 0:

@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from algospeed.core.status import RunStatus, StopReason
+
 
 @dataclass(frozen=True)
 class CurvePoint:
@@ -29,13 +31,18 @@ class CurvePoint:
         return cls(**data)
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunResult:
-    """The curve of a run and how it ended: `completed`, `interrupted` or `diverged`."""
+    """The curve of a run, why it stopped, and so how it ended (`completed` when its budget was spent,
+    `interrupted` by a signal or a callback's request)."""
 
     points: list[CurvePoint]
-    status: str
+    stop_reason: StopReason
     budget: str
+
+    @property
+    def status(self) -> RunStatus:
+        return self.stop_reason.status
 
     @property
     def final(self) -> CurvePoint:
@@ -45,7 +52,8 @@ class RunResult:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "status": self.status,
+            "status": self.status.value,
+            "stop_reason": self.stop_reason.value,
             "budget": self.budget,
             "points": len(self.points),
             "final": self.final.to_dict(),

@@ -9,9 +9,11 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from algospeed.core.batch import Batch
 from algospeed.core.clock import Clock
 from algospeed.core.data import Loader
 from algospeed.core.flops import FlopMeter
+from algospeed.core.metrics import Forward, forward_inputs
 from algospeed.core.result import CurvePoint
 from algospeed.core.units import Amount
 
@@ -26,11 +28,13 @@ class State:
     """The training loop's state, shared with every callback and method.
 
     Methods change training by changing this: `train_data` (read at every epoch start and batch),
-    `batch` after the data loader, `loss` after the loss,
+    `batch` after the data loader (a new `Batch`, e.g. `state.batch.replace(inputs=...)`), `loss`
+    after the loss,
     `schedule` (a learning-rate multiplier as a function of progress), `eval_model` (e.g. an EMA
     copy), `step_tag` (marks a step whose work differs for the same batch shape, so that FLOPs are
     counted for it separately), and `model_version` (bump it after changing the model's structure
-    or which parameters train).
+    or which parameters train). A callback sets `stop_requested` to end the run after the current
+    step, with a checkpoint, as an interruption (`StopReason.REQUESTED`).
     """
 
     model: nn.Module
@@ -46,27 +50,19 @@ class State:
     clock: Clock = field(default_factory=Clock)
     flops: FlopMeter = field(default_factory=FlopMeter)
     curve: list[CurvePoint] = field(default_factory=list)
-    batch: Any = None
+    batch: Batch | None = None
     outputs: Any = None
     loss: torch.Tensor | None = None
     eval_model: nn.Module | None = None
     step_tag: str = ""
     model_version: int = 0
     stop_requested: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    forward: Forward = forward_inputs
 
     @property
     def progress(self) -> float:
         """Fraction of the budget spent, in [0, 1]."""
         return self.clock.progress(self.budget)
-
-    @property
-    def inputs(self) -> Any:
-        return self.batch[0]
-
-    @property
-    def targets(self) -> Any:
-        return self.batch[1]
 
     def counted(self, kind: Hashable, work: Callable[[], T]) -> T:
         """Run extra `work` outside the step's own counting (a proxy run, a scoring forward) and

@@ -6,30 +6,31 @@ own unit, so that changing the budget rescales the whole run and every budget is
 
 from __future__ import annotations
 
-import random
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from algospeed.core.batch import Batch
 from algospeed.core.callback import Callback, Method, check_composition
 from algospeed.core.checkpoint import latest_checkpoint, read_checkpoint, write_checkpoint
 from algospeed.core.clock import interval_reached, position
-from algospeed.core.data import Loader, batch_bounds, to_device
+from algospeed.core.data import Loader, as_loader, batch_bounds
+from algospeed.core.data_kind import DataKind, check_data_kind
 from algospeed.core.events import Event
-from algospeed.core.flops import FlopMeter, shape_signature
-from algospeed.core.metrics import ACCURACY, Metric, evaluate
+from algospeed.core.flops import shape_signature
+from algospeed.core.metrics import ACCURACY, Forward, Metric, cross_entropy, evaluate, forward_inputs
 from algospeed.core.result import CurvePoint, RunResult
+from algospeed.core.rng import seed_everything
 from algospeed.core.schedules import WarmupLinearDecay
+from algospeed.core.signals import StopSignals
+from algospeed.core.snapshot import LoopMarks, capture, restore
 from algospeed.core.state import LossFn, OptimizerFactory, Schedule, State
+from algospeed.core.status import StopReason
 from algospeed.core.units import Amount, parse_amount, parse_budget
 from algospeed.errors import CheckpointError, DivergenceError, UsageError
 
@@ -40,20 +41,26 @@ Handler = Callable[[State], Any]
 class Trainer:
     """Trains `model` on `train_data` until `budget` is spent, firing events for callbacks and methods.
 
-    `optimizer` is preferably a factory `params -> Optimizer`, so that methods that change the
-    model can rebuild it. Methods and callbacks run in list order for `before`/`start` events and
-    in reverse order for `after`/`end` events.
+    `train_data` is an algospeed `Loader`, a plain `torch.utils.data.DataLoader` or a map-style
+    `Dataset` (with `batch_size`); see `as_loader` for which of them resume exactly. `optimizer` is
+    preferably a factory `params -> Optimizer`, so that methods that change the model can rebuild it.
+    `forward(model, batch)` runs the model on a `Batch` (default: `model(batch.inputs)`); `loss_fn(outputs,
+    targets)`. Methods and callbacks run in list order for `before`/`start` events and in reverse order
+    for `after`/`end` events. With `data_kind`, a method that cannot act on that kind of data is refused.
     """
 
     def __init__(
         self,
         model: nn.Module,
-        train_data: Loader,
+        train_data: Loader | Any,
         *,
         optimizer: OptimizerFactory | torch.optim.Optimizer,
         budget: str | Amount,
-        loss_fn: LossFn = F.cross_entropy,
-        eval_data: Loader | None = None,
+        loss_fn: LossFn = cross_entropy,
+        forward: Forward = forward_inputs,
+        batch_size: int | None = None,
+        data_kind: DataKind | None = None,
+        eval_data: Loader | Any | None = None,
         metrics: Sequence[Metric] = (ACCURACY,),
         eval_interval: str | Amount | None = None,
         callbacks: Sequence[Callback] = (),
@@ -71,10 +78,13 @@ class Trainer:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.keep_checkpoints = keep_checkpoints
         self.callbacks = list(callbacks)
-        check_composition([c for c in self.callbacks if isinstance(c, Method)])
-        self.eval_data = eval_data
+        methods = [c for c in self.callbacks if isinstance(c, Method)]
+        check_composition(methods)
+        if data_kind is not None:
+            check_data_kind(methods, data_kind, "the training data")
+        train_data = as_loader(train_data, batch_size, seed=seed)
+        self.eval_data = None if eval_data is None else as_loader(eval_data, batch_size, shuffle=False, drop_last=False)
         self.metrics = list(metrics)
-        self.fingerprint = fingerprint or {}
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         model.to(device)
         factory = None if isinstance(optimizer, torch.optim.Optimizer) else optimizer
@@ -89,27 +99,21 @@ class Trainer:
             device=device,
             seed=seed,
             generator=torch.Generator().manual_seed(seed),
+            forward=forward,
         )
         self.state.clock.samples_per_epoch = len(train_data)
         # A profiler's hook, called with the phase that starts where no event marks it ("h2d" when a
         # batch arrives, "checkpoint", "data" when a step is over); see `instrument`.
         self.timer: Callable[[str], None] | None = None
         self._handlers = {event: self._handlers_for(event) for event in Event}
-        self._last_eval = 0.0
-        self._last_checkpoint = 0.0
-        self._loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        self._loss_count = 0
-        self._signal: int | None = None
+        self.marks = LoopMarks(torch.zeros((), dtype=torch.float64, device=device), fingerprint=fingerprint or {})
+        self.signals = StopSignals()
         self._fire(Event.INIT)
 
     # ----------------------------------------------------------------------------------- events
     @property
     def train_data(self) -> Loader:
         return self.state.train_data
-
-    @property
-    def flops(self) -> FlopMeter:
-        return self.state.flops
 
     def _handler_pairs(self, event: Event) -> list[tuple[Callback, Handler]]:
         order = reversed(self.callbacks) if event.runs_in_reverse else self.callbacks
@@ -138,20 +142,19 @@ class Trainer:
         if resume_from is not None:
             self.load_checkpoint(resume_from)
         else:
-            _seed_everything(self.state.seed)
-        with self._stop_on_signals():
+            seed_everything(self.state.seed)
+        with self.signals.listening():
             self._tick = time.perf_counter()  # work done at fit start (a proxy run) is charged
             self._fire(Event.FIT_START)
-            self._loop()
-            status = "interrupted" if self._signal is not None else "completed"
-            if status == "completed":
+            reason = self._loop()
+            if reason is StopReason.BUDGET_SPENT:
                 self._fire(Event.FIT_END)
-        return RunResult(points=list(self.state.curve), status=status, budget=str(self.budget))
+        return RunResult(points=list(self.state.curve), stop_reason=reason, budget=str(self.budget))
 
-    def _loop(self) -> None:
+    def _loop(self) -> StopReason:
         state, clock = self.state, self.state.clock
         if self._budget_spent():
-            return
+            return StopReason.BUDGET_SPENT
         while True:
             if clock.sample_in_epoch == 0:
                 self._fire(Event.EPOCH_START)
@@ -163,8 +166,8 @@ class Trainer:
                 ended = batch_bounds(len(loader), clock.sample_in_epoch, loader.batch_size, loader.drop_last) is None
                 if ended:
                     self._end_epoch()
-                if self._after_step():
-                    return
+                if (reason := self._after_step()) is not None:
+                    return reason
                 if ended:
                     break
             if not ended:
@@ -173,24 +176,25 @@ class Trainer:
                         f"batch size {loader.batch_size} is larger than the {len(loader)} training samples"
                     )
                 self._end_epoch()
-                if self._after_step():
-                    return
+                if (reason := self._after_step()) is not None:
+                    return reason
 
-    def _train_step(self, batch: Any) -> None:
+    def _train_step(self, batch: Batch | Any) -> None:
         state, clock = self.state, self.state.clock
         if self.timer is not None:
             self.timer("h2d")  # the batch has arrived: waiting for data ends, the copy to the device starts
-        state.batch, state.step_tag = to_device(batch, state.device), ""
-        loaded = len(batch[1])
+        batch = Batch.of(batch)  # a custom loader may yield plain (inputs, targets)
+        state.batch, state.step_tag = batch.to(state.device), ""
+        loaded = batch.samples
         self._fire(Event.AFTER_DATALOADER)
-        inputs = state.batch[0]
-        kind = (shape_signature(inputs), state.model_version, state.step_tag)
+        batch = state.batch
+        kind = (shape_signature(batch.inputs), state.model_version, state.step_tag)
         with state.flops.count(kind):
             self._fire(Event.BEFORE_FORWARD)
-            state.outputs = state.model(inputs)
+            state.outputs = state.forward(state.model, state.batch)
             self._fire(Event.AFTER_FORWARD)
             self._fire(Event.BEFORE_LOSS)
-            state.loss = state.loss_fn(state.outputs, state.batch[1])
+            state.loss = state.loss_fn(state.outputs, state.batch.targets)
             self._fire(Event.AFTER_LOSS)
             self._fire(Event.BEFORE_BACKWARD)
             state.loss.backward()
@@ -202,13 +206,12 @@ class Trainer:
         state.optimizer.step()
         state.optimizer.zero_grad(set_to_none=True)
         self._fire(Event.AFTER_OPTIMIZER_STEP)
-        self._loss_sum += state.loss.detach()
-        self._loss_count += 1
+        self.marks.loss_sum += state.loss.detach()
+        self.marks.loss_count += 1
         clock.steps += 1
         clock.samples += loaded
         clock.sample_in_epoch += loaded
-        if isinstance(inputs, torch.Tensor) and not torch.is_floating_point(inputs):
-            clock.tokens += inputs.numel()
+        clock.tokens += batch.tokens
         clock.flops += state.flops.charge(kind)
         now = time.perf_counter()
         clock.train_seconds += now - self._tick
@@ -224,28 +227,29 @@ class Trainer:
     def _budget_spent(self) -> bool:
         return self.state.clock.amount(self.budget.unit) >= self.budget.value - 1e-9
 
-    def _after_step(self) -> bool:
-        """Evaluate, checkpoint and check for divergence as due; True when the run must stop."""
-        clock = self.state.clock
-        if self._signal is not None:
+    def _after_step(self) -> StopReason | None:
+        """Evaluate, checkpoint and check for divergence as due; why the run must stop, if it must."""
+        clock, marks = self.state.clock, self.marks
+        stop = self.signals.reason or (StopReason.REQUESTED if self.state.stop_requested else None)
+        if stop is not None:
             self._pause(self._save_checkpoint if self.checkpoint_dir else None)
-            return True
+            return stop
         spent = self._budget_spent()
         if clock.steps % NAN_CHECK_EVERY == 0:
             self._check_finite()
-        if spent or (self.eval_interval and interval_reached(clock, self._last_eval, self.eval_interval, self.budget)):
+        if spent or (self.eval_interval and interval_reached(clock, marks.last_eval, self.eval_interval, self.budget)):
             self._pause(self._record_point)
         if self.checkpoint_dir and (
             spent
             or (
                 self.checkpoint_interval
-                and interval_reached(clock, self._last_checkpoint, self.checkpoint_interval, self.budget)
+                and interval_reached(clock, marks.last_checkpoint, self.checkpoint_interval, self.budget)
             )
         ):
             self._pause(self._save_checkpoint)
         if self.timer is not None:
             self.timer("data")  # the step is over: until the next batch arrives, the loop waits for data
-        return spent
+        return StopReason.BUDGET_SPENT if spent else None
 
     def _pause(self, work: Callable[[], None] | None) -> None:
         """Run `work` off the training clock (eval and checkpoints are not charged)."""
@@ -259,7 +263,7 @@ class Trainer:
 
     # ------------------------------------------------------------------------------ evaluation
     def _check_finite(self) -> None:
-        if not torch.isfinite(self._loss_sum):
+        if not torch.isfinite(self.marks.loss_sum):
             raise DivergenceError(
                 f"training loss became non-finite by step {self.state.clock.steps}; "
                 "lower the learning rate or add gradient clipping"
@@ -271,11 +275,12 @@ class Trainer:
         self._fire(Event.EVAL_START)
         metrics: dict[str, float] = {}
         if self.eval_data is not None:
-            metrics = evaluate(state.eval_model or state.model, self.eval_data, self.metrics, state.device)
-        clock = state.clock
-        mean_loss = (self._loss_sum / max(self._loss_count, 1)).item()
-        self._loss_sum.zero_()
-        self._loss_count = 0
+            model = state.eval_model or state.model
+            metrics = evaluate(model, self.eval_data, self.metrics, state.device, state.forward)
+        clock, marks = state.clock, self.marks
+        mean_loss = (marks.loss_sum / max(marks.loss_count, 1)).item()
+        marks.loss_sum.zero_()
+        marks.loss_count = 0
         state.curve.append(
             CurvePoint(
                 step=clock.steps,
@@ -290,7 +295,7 @@ class Trainer:
             )
         )
         if self.eval_interval is not None:
-            self._last_eval = position(clock, self.eval_interval, self.budget)
+            marks.last_eval = position(clock, self.eval_interval, self.budget)
         self._fire(Event.EVAL_END)
 
     # ----------------------------------------------------------------------------- checkpoints
@@ -299,29 +304,9 @@ class Trainer:
         if self.timer is not None:
             self.timer("checkpoint")
         state = self.state
-        payload = {
-            "model": state.model.state_dict(),
-            "optimizer": state.optimizer.state_dict(),
-            "callbacks": {c.key: c.state_dict() for c in self.callbacks},
-            "rng_torch": torch.get_rng_state(),
-            "rng_generator": state.generator.get_state(),
-            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "loss_sum": self._loss_sum.cpu(),
-        }
         if self.checkpoint_interval is not None:
-            self._last_checkpoint = position(state.clock, self.checkpoint_interval, self.budget)
-        numpy_state = np.random.get_state()
-        meta = {
-            "fingerprint": self.fingerprint,
-            "clock": state.clock.state_dict(),
-            "points": [point.to_dict() for point in state.curve],
-            "last_eval": self._last_eval,
-            "last_checkpoint": self._last_checkpoint,
-            "loss_count": self._loss_count,
-            "model_version": state.model_version,
-            "rng_python": _jsonable(random.getstate()),
-            "rng_numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
-        }
+            self.marks.last_checkpoint = position(state.clock, self.checkpoint_interval, self.budget)
+        payload, meta = capture(state, self.callbacks, self.marks)
         write_checkpoint(self.checkpoint_dir, state.clock.steps, payload, meta, keep=self.keep_checkpoints)
 
     def load_checkpoint(self, source: str | Path) -> None:
@@ -333,76 +318,16 @@ class Trainer:
                 raise CheckpointError(f"no checkpoint to resume from in {path}")
             path = found
         payload, meta = read_checkpoint(path)
-        _check_fingerprint(path, meta.get("fingerprint", {}), self.fingerprint)
-        state = self.state
-        try:
-            state.model_version = int(meta["model_version"])
-            saved_callbacks = payload["callbacks"]
-            for callback in self.callbacks:
-                callback.load_state_dict(saved_callbacks.get(callback.key, {}))
-            state.model.load_state_dict(payload["model"])
-            state.optimizer.load_state_dict(payload["optimizer"])
-            state.clock.load_state_dict(meta["clock"])
-            state.curve = [CurvePoint.from_dict(point) for point in meta["points"]]
-            self._last_eval = float(meta["last_eval"])
-            self._last_checkpoint = float(meta["last_checkpoint"])
-            self._loss_count = int(meta["loss_count"])
-            self._loss_sum = payload["loss_sum"].to(state.device)
-            torch.set_rng_state(payload["rng_torch"])
-            state.generator.set_state(payload["rng_generator"])
-            if payload["rng_cuda"] and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(payload["rng_cuda"])
-            version, internal, gauss = meta["rng_python"]
-            random.setstate((version, tuple(internal), gauss))
-            kind, keys, *rest = meta["rng_numpy"]
-            np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
-        except (KeyError, ValueError, RuntimeError, TypeError) as error:
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise CheckpointError(f"checkpoint {path} does not match this run: {first_line}") from None
-
-    # --------------------------------------------------------------------------------- signals
-    @contextmanager
-    def _stop_on_signals(self) -> Iterator[None]:
-        """SIGINT/SIGTERM stop the run at the next step boundary, after a checkpoint; a second one
-        stops at once."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def request_stop(signum: int, frame: Any) -> None:
-            if self._signal is not None:
-                raise KeyboardInterrupt
-            self._signal = signum
-
-        previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        restore(path, payload, meta, self.state, self.callbacks, self.marks)
+        if not getattr(self.state.train_data, "exact_resume", True):
+            note = getattr(self.state.train_data, "resume_note", "its loader cannot restart an epoch exactly")
+            warnings.warn(f"resuming {path} is not exact: {note}", stacklevel=2)
 
     @property
     def stop_signal(self) -> int | None:
         """The signal that interrupted the run, if one did."""
-        return self._signal
+        return self.signals.received
 
 
 def _optional_interval(text: str | Amount | None) -> Amount | None:
     return None if text is None else parse_amount(text, allow_fraction=True)
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _jsonable(value: Any) -> Any:
-    return [_jsonable(item) for item in value] if isinstance(value, (tuple, list)) else value
-
-
-def _check_fingerprint(path: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
-    differing = sorted(key for key in saved.keys() | current.keys() if saved.get(key) != current.get(key))
-    if differing:
-        details = ", ".join(f"{key}: {saved.get(key)!r} != {current.get(key)!r}" for key in differing)
-        raise CheckpointError(f"checkpoint {path} belongs to another run ({details})")

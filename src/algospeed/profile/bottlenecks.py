@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from algospeed.core.data import Batch, Loader, batch_bounds, epoch_permutation
+from algospeed.core.batch import Batch
+from algospeed.core.data import Loader, batch_bounds, epoch_permutation
 from algospeed.core.trainer import Trainer
 from algospeed.errors import UsageError
 from algospeed.profile.profiler import DATA, H2D, Profiler
@@ -136,7 +137,8 @@ class WorkerLoader:
         while (bounds := batch_bounds(len(self), start, self.batch_size, self.drop_last)) is not None:
             begin, start = bounds
             batches.append(order[begin:start].tolist())
-        yield from DataLoader(self.dataset, batch_sampler=batches, num_workers=self.workers)
+        for data in DataLoader(self.dataset, batch_sampler=batches, num_workers=self.workers):
+            yield Batch.of(data)
 
 
 class RepeatingLoader:
@@ -299,7 +301,7 @@ def run_grid(
     """Train every configuration of `grid` briefly under the profiler."""
     from algospeed.profile.peak import device_name
     from algospeed.workloads.base import Splits, class_count
-    from algospeed.workloads.embedded import get_workload
+    from algospeed.workloads.registry import get_workload
 
     started = time.perf_counter()
     workload = get_workload(workload_name)
@@ -366,6 +368,8 @@ def _run_cell(
         loader,
         optimizer=workload.make_optimizer(),
         budget=f"{grid.steps}ba",
+        loss_fn=workload.loss,
+        forward=workload.forward,
         callbacks=callbacks,
         device=device,
     )

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from algospeed.cli_options import PluginOption, load_cli_plugins
 from algospeed.errors import UsageError
 
 
@@ -45,6 +46,7 @@ def profile_command(
         typer.Option("--remeasure", help="Measure this machine's peak again (the cached one may be from a busy time)."),
     ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the profile as JSON.")] = False,
+    plugin: PluginOption = None,
 ) -> None:
     """Profile a short run: time per phase and method, MFU, the bottleneck, and methods that address it."""
     from pydantic import ValidationError
@@ -57,7 +59,7 @@ def profile_command(
     from algospeed.profile.render import print_profile
     from algospeed.profile.schedule import ProfileSchedule
     from algospeed.run_spec import RunSpec, build_trainer
-    from algospeed.workloads.embedded import get_workload
+    from algospeed.workloads.registry import get_workload
 
     if steps < 1:
         raise UsageError(f"--steps must be at least 1, got {steps}")
@@ -74,6 +76,7 @@ def profile_command(
     if trace is not None and not trace.resolve().parent.is_dir():
         raise UsageError(f"cannot write --trace {trace}: {trace.parent} is not a folder")
     given = {
+        "plugins": load_cli_plugins(plugin),
         "workload": workload,
         "budget": f"{steps}ba",
         "seed": seed,
@@ -88,7 +91,6 @@ def profile_command(
     except ValidationError as error:
         raise usage_error_from_validation(error, "profile settings") from None
     chosen = get_workload(spec.workload)
-    chosen.resolve_options(spec.options)
     err = Console(stderr=True)
     if not json_output:
         err.print(f"profiling {spec.workload}: {steps} steps, measuring {skip + warmup}..{steps - 1}", highlight=False)
@@ -133,11 +135,13 @@ def bottlenecks_command(
     out: Annotated[Path, typer.Option(help="Folder for bottlenecks.png, bottlenecks.md and bottlenecks.csv.")] = Path(
         "runs/bottlenecks"
     ),
+    plugin: PluginOption = None,
 ) -> None:
     """Reproduce the data-loading bottleneck: throughput as augmentation cost, loader workers and data
     echoing vary; writes a plot and a table."""
     from algospeed.profile.bottlenecks import Grid, run_grid, write_outputs
 
+    load_cli_plugins(plugin)
     grid = Grid.parse(costs=costs, workers=workers, echo=echo, steps=steps, skip=skip)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a folder")

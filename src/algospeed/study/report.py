@@ -34,7 +34,7 @@ from algospeed.study.records import STATUSES
 from algospeed.study.runner import STORE_NAME
 from algospeed.study.spec import StudySpec
 from algospeed.study.store import StudyStore
-from algospeed.workloads.embedded import get_workload
+from algospeed.workloads.registry import get_workload
 
 CURVE_QUALITIES = 8  # speedup is reported at this many qualities up to the target
 

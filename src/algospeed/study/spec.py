@@ -30,7 +30,7 @@ from algospeed.core.units import parse_amount, parse_budget
 from algospeed.errors import UsageError, usage_error_from_validation
 from algospeed.methods.spec import MethodSpec, build_method, parse_methods
 from algospeed.run_spec import RunSpec
-from algospeed.workloads.embedded import get_workload
+from algospeed.workloads.registry import get_workload
 
 Currency = Literal["train_seconds", "flops", "samples", "steps", "reference"]
 BASELINE = "baseline"

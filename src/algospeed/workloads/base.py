@@ -1,4 +1,5 @@
-"""A workload: data, model, loss, quality metric with its target, and default hyperparameters."""
+"""A workload: data (and its kind), model, loss, quality metric with its target, and default
+hyperparameters, as data plus factories, so that a plugin defines one the way the built-ins are."""
 
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from algospeed.core.metrics import ACCURACY, Metric
+from algospeed.core.batch import Batch
+from algospeed.core.data_kind import DataKind
+from algospeed.core.metrics import ACCURACY, Forward, Metric, cross_entropy, forward_inputs
+from algospeed.core.state import LossFn
 from algospeed.errors import UsageError
+from algospeed.workloads.optimizers import OptimizerFactory
 
 
 @dataclass(frozen=True)
@@ -44,21 +49,29 @@ def class_count(data: Splits | DatasetSplits) -> int:
 class Workload:
     """Everything needed to train and judge one task; `options` are its settings with defaults.
 
-    `model(options, classes)` builds the network for the loaded data's number of classes.
+    `load(options)` gives the data; `model(options, classes)` builds the network for the loaded data's
+    number of classes; `optimizer(params, lr, weight_decay)` builds the default optimizer;
+    `forward(model, batch)` and `loss(outputs, targets)` run a step; `data_kind` says what the inputs
+    are (methods that cannot act on them are refused), or computes it from the options where they
+    decide it; loaders yield `batch_type` batches.
     """
 
     name: str
     description: str
     load: Callable[[Mapping[str, Any]], Splits | DatasetSplits]
     model: Callable[[Mapping[str, Any], int], nn.Module]
+    data_kind: DataKind | Callable[[Mapping[str, Any]], DataKind]
     target: float
     budget: str
     eval_interval: str
     batch_size: int
-    optimizer: str
+    optimizer: OptimizerFactory
     lr: float
     weight_decay: float = 0.0
     metric: Metric = ACCURACY
+    loss: LossFn = cross_entropy
+    forward: Forward = forward_inputs
+    batch_type: type[Batch] = Batch
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def resolve_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -72,16 +85,23 @@ class Workload:
             resolved[key] = _convert(self.name, key, value, type(self.options[key]))
         return resolved
 
-    def make_optimizer(self, lr: float | None = None) -> Callable[[list[nn.Parameter]], torch.optim.Optimizer]:
-        """A factory for this workload's default optimizer."""
+    def kind(self, options: Mapping[str, Any] | None = None) -> DataKind:
+        """The kind of data this workload loads with `options` (its defaults when None)."""
+        if isinstance(self.data_kind, DataKind):
+            return self.data_kind
+        return self.data_kind(self.resolve_options(options or {}))
+
+    def make_optimizer(
+        self,
+        lr: float | None = None,
+        weight_decay: float | None = None,
+        optimizer: OptimizerFactory | None = None,
+    ) -> Callable[[list[nn.Parameter]], torch.optim.Optimizer]:
+        """`params -> Optimizer`: this workload's optimizer (or `optimizer`) with its defaults overridden."""
+        factory = optimizer or self.optimizer
         rate = self.lr if lr is None else lr
-        if self.optimizer == "sgd":
-            return lambda params: torch.optim.SGD(
-                params, lr=rate, momentum=0.9, nesterov=True, weight_decay=self.weight_decay
-            )
-        if self.optimizer == "adamw":
-            return lambda params: torch.optim.AdamW(params, lr=rate, weight_decay=self.weight_decay)
-        raise ValueError(f"unknown optimizer {self.optimizer!r}")
+        decay = self.weight_decay if weight_decay is None else weight_decay
+        return lambda params: factory(params, rate, decay)
 
 
 def _convert(workload: str, key: str, value: Any, kind: type) -> Any:

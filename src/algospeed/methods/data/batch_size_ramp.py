@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from algospeed.core.callback import Method
 from algospeed.core.state import State
-from algospeed.methods.data.scoring import base_loader
-from algospeed.methods.optimization.schedules import SCHEDULE_METHODS, parse_milestones, warmup_multiplier
 from algospeed.methods.registry import register
+from algospeed.methods.shared.schedules import SCHEDULE_METHODS, parse_milestones, warmup_multiplier
+from algospeed.methods.shared.scoring import base_loader
 from algospeed.taxonomy.axes import How, Place, What, When, Where
 
 

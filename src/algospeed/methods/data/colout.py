@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from algospeed.core.callback import Method
+from algospeed.core.data_kind import DataKind
 from algospeed.core.state import State
 from algospeed.methods.registry import register
 from algospeed.taxonomy.axes import How, Place, What, When, Where
@@ -55,6 +56,7 @@ class ColOut(Method):
     """
 
     place = Place(where=(Where.DATA,), what=(What.SHRINK, What.ADD), how=How.CHEAPER_STEPS, when=(When.THROUGHOUT,))
+    data_kinds = frozenset({DataKind.IMAGES, DataKind.SIGNALS})
 
     def __init__(self, p_row: float = 0.15, p_col: float = 0.15) -> None:
         for name, value in (("p_row", p_row), ("p_col", p_col)):
@@ -64,5 +66,5 @@ class ColOut(Method):
         self.p_col = p_col
 
     def on_after_dataloader(self, state: State) -> None:
-        inputs, targets = state.batch
-        state.batch = (colout_batch(inputs, self.p_row, self.p_col, state.generator), targets)
+        inputs = colout_batch(state.batch.inputs, self.p_row, self.p_col, state.generator)
+        state.batch = state.batch.replace(inputs=inputs)

@@ -9,9 +9,10 @@ import torch
 
 from algospeed.core.callback import Method
 from algospeed.core.data import Loader
+from algospeed.core.data_kind import DataKind
 from algospeed.core.state import State
-from algospeed.methods.data.scoring import SCORES, base_loader, proxy_scores, rebase, subset_loader
 from algospeed.methods.registry import register
+from algospeed.methods.shared.scoring import SCORES, base_loader, proxy_scores, rebase, subset_loader
 from algospeed.taxonomy.axes import How, Place, What, When, Where
 
 PACINGS = ("linear", "root")
@@ -71,6 +72,7 @@ class Curriculum(Method):
     """
 
     place = Place(where=(Where.DATA,), what=(What.REORDER,), how=How.FEWER_STEPS, when=(When.SCHEDULED,))
+    data_kinds = frozenset({DataKind.IMAGES, DataKind.SIGNALS, DataKind.TABULAR})
     conflicts = frozenset({"data_pruning"})
     extra_compute = True
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from algospeed.core.data_kind import DataKind
 from algospeed.methods.data.mixup import SampleMixing, mix_targets, sample_beta
 from algospeed.methods.registry import register
 
@@ -84,6 +85,7 @@ class CutMix(SampleMixing):
     """
 
     conflicts = frozenset({"mixup", "selective_backprop"})
+    data_kinds = frozenset({DataKind.IMAGES, DataKind.SIGNALS})
 
     def __init__(self, alpha: float = 1.0) -> None:
         super().__init__(alpha)

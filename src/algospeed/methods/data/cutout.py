@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from algospeed.core.callback import Method
+from algospeed.core.data_kind import DataKind
 from algospeed.core.state import State
 from algospeed.methods.registry import register
 from algospeed.taxonomy.axes import How, Place, What, When, Where
@@ -66,6 +67,7 @@ class Cutout(Method):
     """
 
     place = Place(where=(Where.DATA,), what=(What.ADD,), how=How.FEWER_STEPS, when=(When.THROUGHOUT,))
+    data_kinds = frozenset({DataKind.IMAGES, DataKind.SIGNALS})
 
     def __init__(self, size: float = 0.5, holes: int = 1) -> None:
         if not 0.0 < size <= 1.0:
@@ -76,5 +78,5 @@ class Cutout(Method):
         self.holes = holes
 
     def on_after_dataloader(self, state: State) -> None:
-        inputs, targets = state.batch
-        state.batch = (cutout_batch(inputs, self.size, self.holes, state.generator), targets)
+        inputs = cutout_batch(state.batch.inputs, self.size, self.holes, state.generator)
+        state.batch = state.batch.replace(inputs=inputs)

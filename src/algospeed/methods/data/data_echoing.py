@@ -8,8 +8,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from algospeed.core.batch import Batch
 from algospeed.core.callback import Method
-from algospeed.core.data import Batch, Loader
+from algospeed.core.data import Loader
 from algospeed.core.state import State
 from algospeed.methods.registry import register
 from algospeed.taxonomy.axes import How, Place, What, When, Where
@@ -114,16 +115,16 @@ class EchoingLoader:
         if repeat > 0:  # resuming inside the repeats of a batch: reload exactly that batch first
             batch = self._load_one(epoch, inner_start, length)
             offset = yield from self._repeat(batch, epoch, inner_start, repeat, offset)
-            inner_start += len(batch[1])
+            inner_start += batch.samples
         for batch in self.inner.iter_epoch(epoch, inner_start):
             offset = yield from self._repeat(batch, epoch, inner_start, 0, offset)
-            inner_start += len(batch[1])
+            inner_start += batch.samples
 
     def _repeat(self, batch: Batch, epoch: int, inner_start: int, first: int, offset: int) -> Iterator[Batch]:
         """Yield `batch` for repeats `first`..factor-1, recording after each where the next one starts;
         returns the echoed offset reached."""
         self.batches_loaded += 1
-        length, position = len(batch[1]), self.position
+        length, position = batch.samples, self.position
         for index in range(first, self.factor):
             offset += length
             last = index + 1 == self.factor
@@ -216,8 +217,8 @@ class DataEchoing(Method):
     def on_after_dataloader(self, state: State) -> None:
         if self.reaugment == "none" or self.position.current == 0:
             return
-        inputs, targets = state.batch
-        state.batch = (reaugment(inputs, self.reaugment, self.max_shift, state.generator), targets)
+        inputs = reaugment(state.batch.inputs, self.reaugment, self.max_shift, state.generator)
+        state.batch = state.batch.replace(inputs=inputs)
 
     def state_dict(self) -> dict[str, Any]:
         return self.position.state_dict()

@@ -8,10 +8,11 @@ import torch
 
 from algospeed.core.callback import Method
 from algospeed.core.data import Loader
+from algospeed.core.data_kind import DataKind
 from algospeed.core.state import State
 from algospeed.errors import UsageError
-from algospeed.methods.data.scoring import base_loader, proxy_scores, rebase, subset_loader
 from algospeed.methods.registry import register
+from algospeed.methods.shared.scoring import base_loader, proxy_scores, rebase, subset_loader
 from algospeed.taxonomy.axes import How, Place, What, When, Where
 
 KEEPS = ("hardest", "easiest")
@@ -56,6 +57,7 @@ class DataPruning(Method):
     """
 
     place = Place(where=(Where.DATA,), what=(What.REMOVE,), how=How.FEWER_STEPS, when=(When.BEFORE,))
+    data_kinds = frozenset({DataKind.IMAGES, DataKind.SIGNALS, DataKind.TABULAR})
     conflicts = frozenset({"curriculum"})
     extra_compute = True
 

@@ -7,9 +7,10 @@ import math
 import torch
 
 from algospeed.core.callback import Method
+from algospeed.core.data_kind import DataKind
 from algospeed.core.state import State
-from algospeed.methods.common import as_probabilities
 from algospeed.methods.registry import register
+from algospeed.methods.shared.targets import as_probabilities
 from algospeed.taxonomy.axes import How, Place, What, When, Where
 
 
@@ -87,18 +88,17 @@ class SampleMixing(Method):
         raise NotImplementedError
 
     def on_after_dataloader(self, state: State) -> None:
-        inputs, targets = state.batch
-        mixed, weight, permutation = self.mix(inputs, state.generator)
+        mixed, weight, permutation = self.mix(state.batch.inputs, state.generator)
         self._mixing = (weight, permutation)
-        state.batch = (mixed, targets)
+        state.batch = state.batch.replace(inputs=mixed)
 
     def on_before_loss(self, state: State) -> None:
         if self._mixing is None:
             return
         weight, permutation = self._mixing
         self._mixing = None
-        inputs, targets = state.batch
-        state.batch = (inputs, mix_targets(targets, weight, permutation, state.outputs.shape[-1]))
+        targets = mix_targets(state.batch.targets, weight, permutation, state.outputs.shape[-1])
+        state.batch = state.batch.replace(targets=targets)
 
 
 @register("mixup")
@@ -123,6 +123,7 @@ class MixUp(SampleMixing):
     """
 
     conflicts = frozenset({"cutmix", "selective_backprop"})
+    data_kinds = frozenset({DataKind.IMAGES, DataKind.SIGNALS, DataKind.TABULAR})
 
     def __init__(self, alpha: float = 0.2) -> None:
         super().__init__(alpha)

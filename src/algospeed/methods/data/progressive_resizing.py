@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from algospeed.core.callback import Method
+from algospeed.core.data_kind import DataKind
 from algospeed.core.state import State
 from algospeed.methods.registry import register
 from algospeed.taxonomy.axes import How, Place, What, When, Where
@@ -82,6 +83,7 @@ class ProgressiveResizing(Method):
     """
 
     place = Place(where=(Where.DATA,), what=(What.SHRINK,), how=How.CHEAPER_STEPS, when=(When.SCHEDULED,))
+    data_kinds = frozenset({DataKind.IMAGES, DataKind.SIGNALS})
 
     def __init__(self, initial_scale: float = 0.5, finetune_fraction: float = 0.2, size_multiple: int = 4) -> None:
         if not 0.0 < initial_scale <= 1.0:
@@ -95,9 +97,9 @@ class ProgressiveResizing(Method):
         self.size_multiple = size_multiple
 
     def on_after_dataloader(self, state: State) -> None:
-        inputs, targets = state.batch
+        inputs = state.batch.inputs
         resized = progressive_resize(
             inputs, state.progress, self.initial_scale, self.finetune_fraction, self.size_multiple
         )
         if resized is not inputs:
-            state.batch = (resized, targets)
+            state.batch = state.batch.replace(inputs=resized)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from algospeed.core.batch import IGNORE_INDEX
 from algospeed.core.callback import Method
 from algospeed.core.flops import shape_signature
 from algospeed.core.state import State
@@ -15,13 +19,24 @@ from algospeed.taxonomy.axes import How, Place, What, When, Where
 SELECTIONS = ("topk", "probabilistic")
 
 
-def per_sample_losses(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of each sample under `model`, without gradients and without changing the model's
-    buffers (batch-norm statistics are restored, so the scoring pass does not count twice)."""
+def per_sample_losses(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    forward: Callable[[nn.Module], Any] | None = None,
+) -> torch.Tensor:
+    """Cross-entropy of each sample under `model` (for sequences, the mean over its judged positions),
+    without gradients and without changing the model's buffers (batch-norm statistics are restored, so
+    the scoring pass does not count twice). `forward(model)` runs the model (default: `model(inputs)`)."""
     saved = [buffer.detach().clone() for buffer in model.buffers()]
     try:
         with torch.no_grad():
-            return F.cross_entropy(model(inputs), targets, reduction="none")
+            outputs = model(inputs) if forward is None else forward(model)
+            losses = F.cross_entropy(
+                outputs.flatten(0, -2), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="none"
+            ).view(len(targets), -1)
+            judged = (targets != IGNORE_INDEX).view(len(targets), -1).sum(dim=1).clamp(min=1)
+            return losses.sum(dim=1) / judged
     finally:
         with torch.no_grad():
             for buffer, value in zip(model.buffers(), saved, strict=True):
@@ -122,8 +137,13 @@ class SelectiveBackprop(Method):
     def on_after_dataloader(self, state: State) -> None:
         if not self.start <= state.progress < self.end:
             return
-        inputs, targets = state.batch
-        kind = ("selective_backprop.score", shape_signature(inputs), state.model_version, state.step_tag)
-        losses = state.counted(kind, lambda: per_sample_losses(state.model, inputs, targets))
+        batch = state.batch
+        kind = ("selective_backprop.score", shape_signature(batch.inputs), state.model_version, state.step_tag)
+        losses = state.counted(
+            kind,
+            lambda: per_sample_losses(
+                state.model, batch.inputs, batch.targets, forward=lambda model: state.forward(model, batch)
+            ),
+        )
         chosen = select_samples(losses, self.fraction, self.selection, self.beta, state.generator)
-        state.batch = (inputs[chosen], targets[chosen])
+        state.batch = batch.select(chosen)

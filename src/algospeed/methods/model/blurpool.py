@@ -7,9 +7,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from algospeed.core.callback import Method
+from algospeed.core.data_kind import DataKind
 from algospeed.core.state import State
-from algospeed.methods.model._surgery import replace_modules
 from algospeed.methods.registry import register
+from algospeed.methods.shared.surgery import replace_modules
 from algospeed.taxonomy.axes import How, Place, What, When, Where
 
 CONVS = (nn.Conv1d, nn.Conv2d)
@@ -122,6 +123,7 @@ class BlurPool(Method):
     """
 
     place = Place(where=(Where.MODEL,), what=(What.ADD,), how=How.FEWER_STEPS, when=(When.THROUGHOUT,))
+    data_kinds = frozenset({DataKind.IMAGES, DataKind.SIGNALS})
 
     def __init__(
         self, replace_convs: bool = True, replace_maxpools: bool = True, blur_first: bool = True, min_channels: int = 16

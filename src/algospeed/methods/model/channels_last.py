@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from algospeed.core.callback import Method
+from algospeed.core.data_kind import DataKind
 from algospeed.core.state import State
 from algospeed.methods.registry import register
 from algospeed.taxonomy.axes import How, Place, What, When, Where
@@ -57,6 +58,7 @@ class ChannelsLast(Method):
     """
 
     place = Place(where=(Where.MODEL,), what=(What.REPLACE,), how=How.CHEAPER_STEPS, when=(When.THROUGHOUT,))
+    data_kinds = frozenset({DataKind.IMAGES})
 
     def on_init(self, state: State) -> None:
         to_channels_last(state.model)
@@ -65,5 +67,4 @@ class ChannelsLast(Method):
         to_channels_last(state.model)  # methods listed later may have added modules at init
 
     def on_after_dataloader(self, state: State) -> None:
-        inputs, *rest = state.batch
-        state.batch = (batch_to_channels_last(inputs), *rest)
+        state.batch = state.batch.replace(inputs=batch_to_channels_last(state.batch.inputs))

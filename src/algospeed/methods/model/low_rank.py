@@ -9,8 +9,8 @@ from torch import nn
 
 from algospeed.core.callback import Method
 from algospeed.core.state import State
-from algospeed.methods.model._surgery import replace_modules
 from algospeed.methods.registry import register
+from algospeed.methods.shared.surgery import replace_modules
 from algospeed.taxonomy.axes import How, Place, What, When, Where
 
 CONVS = (nn.Conv1d, nn.Conv2d)

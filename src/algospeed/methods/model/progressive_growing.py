@@ -9,8 +9,8 @@ from torch import nn
 
 from algospeed.core.callback import Method
 from algospeed.core.state import State
-from algospeed.methods.model._surgery import is_residual_block
 from algospeed.methods.registry import register
+from algospeed.methods.shared.surgery import is_residual_block
 from algospeed.taxonomy.axes import How, Place, What, When, Where
 
 Slot = tuple[str, int]  # (name of an nn.Sequential in the model, index of a block in it)

@@ -6,10 +6,11 @@ import torch
 from torch import nn
 
 from algospeed.core.callback import Method
+from algospeed.core.data_kind import DataKind
 from algospeed.core.state import State
-from algospeed.methods.model._surgery import is_residual_block, replace_modules
 from algospeed.methods.model.stochastic_depth import StochasticBranch
 from algospeed.methods.registry import register
+from algospeed.methods.shared.surgery import is_residual_block, replace_modules
 from algospeed.taxonomy.axes import How, Place, What, When, Where
 
 CONVS = (nn.Conv1d, nn.Conv2d)
@@ -105,6 +106,7 @@ class SqueezeExciteMethod(Method):
     """
 
     place = Place(where=(Where.MODEL,), what=(What.ADD,), how=How.FEWER_STEPS, when=(When.THROUGHOUT,))
+    data_kinds = frozenset({DataKind.IMAGES, DataKind.SIGNALS})
 
     def __init__(self, min_channels: int = 32, reduction: int = 16, placement: str = "auto") -> None:
         if min_channels < 1:

@@ -6,9 +6,10 @@ import torch
 from torch import nn
 
 from algospeed.core.callback import Method
+from algospeed.core.data_kind import DataKind
 from algospeed.core.state import State
-from algospeed.methods.model._surgery import replace_modules
 from algospeed.methods.registry import register
+from algospeed.methods.shared.surgery import replace_modules
 from algospeed.taxonomy.axes import How, Place, What, When, Where
 
 
@@ -105,6 +106,7 @@ class WeightStandardization(Method):
     """
 
     place = Place(where=(Where.MODEL,), what=(What.REPLACE,), how=How.FEWER_STEPS, when=(When.THROUGHOUT,))
+    data_kinds = frozenset({DataKind.IMAGES, DataKind.SIGNALS})
 
     def __init__(self, eps: float = 1e-5, scaled: bool = False) -> None:
         if eps <= 0:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from algospeed.methods.optimization.schedules import Cosine, ScheduleMethod, schedule_conflicts
 from algospeed.methods.registry import register
+from algospeed.methods.shared.schedules import Cosine, ScheduleMethod, schedule_conflicts
 
 
 @register("cosine_schedule")

@@ -6,8 +6,8 @@ import torch
 
 from algospeed.core.callback import Method
 from algospeed.core.state import State
-from algospeed.methods.common import as_probabilities
 from algospeed.methods.registry import register
+from algospeed.methods.shared.targets import as_probabilities
 from algospeed.taxonomy.axes import How, Place, What, When, Where
 
 
@@ -49,5 +49,5 @@ class LabelSmoothing(Method):
         self.smoothing = smoothing
 
     def on_before_loss(self, state: State) -> None:
-        inputs, targets = state.batch
-        state.batch = (inputs, smooth_labels(targets, state.outputs.shape[-1], self.smoothing))
+        batch = state.batch
+        state.batch = batch.replace(targets=smooth_labels(batch.targets, state.outputs.shape[-1], self.smoothing))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from algospeed.core.schedules import WarmupLinearDecay
-from algospeed.methods.optimization.schedules import ScheduleMethod, check_fraction, schedule_conflicts
 from algospeed.methods.registry import register
+from algospeed.methods.shared.schedules import ScheduleMethod, check_fraction, schedule_conflicts
 
 
 @register("linear_decay")

@@ -9,7 +9,8 @@ import torch
 
 from algospeed.core.callback import Method
 from algospeed.core.state import State
-from algospeed.methods.optimization.optimizer_swap import (
+from algospeed.methods.registry import register
+from algospeed.methods.shared.optimizer_swap import (
     BaseOptimizer,
     check_beta,
     check_positive,
@@ -17,7 +18,6 @@ from algospeed.methods.optimization.optimizer_swap import (
     optimizer_conflicts,
     replace_optimizer,
 )
-from algospeed.methods.registry import register
 from algospeed.taxonomy.axes import How, Place, What, When, Where
 
 

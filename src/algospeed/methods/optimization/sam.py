@@ -35,11 +35,13 @@ def sharpness_aware_gradients(
     inputs: Any,
     targets: Any,
     rho: float,
+    forward: Callable[[nn.Module], Any] | None = None,
 ) -> torch.Tensor:
     """Replace the gradients in `model` (from a backward pass at the weights w) by those at
     w + rho * g / ||g||, the first-order worst point within distance rho, then restore w exactly.
 
-    Returns the loss at the perturbed point. Parameters without a gradient are left alone; batch-norm
+    `forward(model)` runs the model on the batch (default: `model(inputs)`). Returns the loss at the
+    perturbed point. Parameters without a gradient are left alone; batch-norm
     running statistics are not updated by the second pass.
     """
     params = [p for p in model.parameters() if p.grad is not None]
@@ -54,7 +56,7 @@ def sharpness_aware_gradients(
             p.grad = None
     try:
         with frozen_batchnorm_statistics(model):
-            loss = loss_fn(model(inputs), targets)
+            loss = loss_fn(model(inputs) if forward is None else forward(model), targets)
             loss.backward()
     finally:
         with torch.no_grad():
@@ -109,4 +111,12 @@ class SAM(Method):
 
     def on_after_backward(self, state: State) -> None:
         if self._sam_step:
-            sharpness_aware_gradients(state.model, state.loss_fn, state.inputs, state.targets, self.rho)
+            batch = state.batch
+            sharpness_aware_gradients(
+                state.model,
+                state.loss_fn,
+                batch.inputs,
+                batch.targets,
+                self.rho,
+                forward=lambda model: state.forward(model, batch),
+            )

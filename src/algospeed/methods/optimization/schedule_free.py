@@ -10,14 +10,14 @@ from torch import nn
 
 from algospeed.core.callback import Method
 from algospeed.core.state import State
-from algospeed.methods.optimization.optimizer_swap import (
+from algospeed.methods.registry import register
+from algospeed.methods.shared.optimizer_swap import (
     OPTIMIZER_METHODS,
     BaseOptimizer,
     check_beta,
     check_positive,
 )
-from algospeed.methods.optimization.schedules import SCHEDULE_METHODS, WarmupConstant, check_fraction
-from algospeed.methods.registry import register
+from algospeed.methods.shared.schedules import SCHEDULE_METHODS, WarmupConstant, check_fraction
 from algospeed.taxonomy.axes import How, Place, What, When, Where
 
 

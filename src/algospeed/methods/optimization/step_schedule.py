@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from algospeed.methods.optimization.schedules import (
+from algospeed.methods.registry import register
+from algospeed.methods.shared.schedules import (
     ScheduleMethod,
     StepDecay,
     parse_milestones,
     schedule_conflicts,
 )
-from algospeed.methods.registry import register
 
 
 @register("step_schedule")

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
+from algospeed.core.batch import Batch
 from algospeed.core.callback import Method
 from algospeed.core.data import DatasetLoader, Loader
 from algospeed.core.state import Schedule, State
@@ -37,16 +38,16 @@ def has_batchnorm(model: nn.Module) -> bool:
 
 def recompute_batchnorm(model: nn.Module, batches: Iterable[Any], device: torch.device | str | None = None) -> None:
     """Reset the batch-norm statistics of `model` and recompute them as exact averages over `batches`
-    (inputs, or (inputs, targets) pairs) in one forward pass; weights averaged from several points do
-    not match any of those points' running statistics."""
-    update_bn(batches, model, device=device)
+    (`Batch`es, inputs, or (inputs, targets) pairs) in one forward pass; weights averaged from several
+    points do not match any of those points' running statistics."""
+    update_bn((b.inputs if isinstance(b, Batch) else b for b in batches), model, device=device)
 
 
 def training_batches(loader: Loader) -> Iterable[Any]:
     """One pass over the training data for a statistics pass, without disturbing the epoch in flight:
     a dataset loader gets a fresh single-process loader (its workers serve the training epoch)."""
     if isinstance(loader, DatasetLoader):
-        loader = DatasetLoader(loader.dataset, loader.batch_size, shuffle=False, drop_last=False)
+        loader = loader.with_dataset(loader.dataset, shuffle=False, drop_last=False, num_workers=0)
     return loader.iter_epoch(0)
 
 

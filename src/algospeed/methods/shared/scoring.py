@@ -11,13 +11,13 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Iterator
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from algospeed.core.batch import Batch
 from algospeed.core.data import DatasetLoader, InMemoryLoader, Loader
 from algospeed.core.flops import shape_signature
 from algospeed.core.state import State
@@ -46,50 +46,31 @@ def subset_loader(source: Loader, indices: torch.Tensor, batch_size: int) -> Loa
     """A loader over the samples `indices` of `source`, shuffled (or not) and batched like it, its
     epoch order again a function of (seed, epoch), so resumption stays exact."""
     if isinstance(source, InMemoryLoader):
-        index = indices.to(source.inputs.device)
-        return InMemoryLoader(
-            source.inputs[index],
-            source.targets[index],
-            batch_size,
-            shuffle=source.shuffle,
-            drop_last=source.drop_last,
-            seed=source.seed,
-            device=source.inputs.device,
-        )
+        return source.subset(indices, batch_size)
     if isinstance(source, DatasetLoader):
-        inner = source._loader
-        return DatasetLoader(
-            Subset(source.dataset, indices.tolist()),
-            batch_size,
-            shuffle=source.shuffle,
-            drop_last=source.drop_last,
-            seed=source.seed,
-            num_workers=inner.num_workers,
-            pin_memory=inner.pin_memory,
-        )
+        return source.with_dataset(Subset(source.dataset, indices.tolist()), batch_size)
     raise UsageError(f"cannot select samples from a {type(source).__name__}; use an in-memory or dataset loader")
 
 
 def ordered_batches(
     source: Loader, order: torch.Tensor, batch_size: int, device: torch.device
-) -> Iterator[tuple[torch.Tensor, Any, Any]]:
-    """(indices, inputs, targets) for the samples of `source` in `order`, `batch_size` at a time,
-    on `device`."""
+) -> Iterator[tuple[torch.Tensor, Batch]]:
+    """(indices, batch) for the samples of `source` in `order`, `batch_size` at a time, on `device`."""
     if isinstance(source, InMemoryLoader):
-        index = order.to(source.inputs.device)
         for begin in range(0, len(order), batch_size):
-            chunk = index[begin : begin + batch_size]
-            yield order[begin : begin + batch_size], source.inputs[chunk].to(device), source.targets[chunk].to(device)
+            chunk = order[begin : begin + batch_size]
+            yield chunk, source.take(chunk).to(device)
         return
     if isinstance(source, DatasetLoader):
         loader = DataLoader(
             Subset(source.dataset, order.tolist()),
             batch_size=batch_size,
             shuffle=False,
-            num_workers=source._loader.num_workers,
+            num_workers=source.num_workers,
+            collate_fn=source.collate_fn,
         )
-        for begin, (inputs, targets) in zip(range(0, len(order), batch_size), loader, strict=True):
-            yield order[begin : begin + batch_size], inputs.to(device), targets.to(device)
+        for begin, data in zip(range(0, len(order), batch_size), loader, strict=True):
+            yield order[begin : begin + batch_size], Batch.of(data).to(device)
         return
     raise UsageError(f"cannot score the samples of a {type(source).__name__}; use an in-memory or dataset loader")
 
@@ -181,9 +162,9 @@ def _proxy_run(
     forgetting = _Forgetting(size) if score == "forgetting" else None
     order_generator = torch.Generator().manual_seed(state.seed * 1_000_003 + 104_729 * (seed + 1))
 
-    def train_step(inputs: Any, targets: Any) -> torch.Tensor:
-        outputs = model(inputs)
-        state.loss_fn(outputs, targets).backward()
+    def train_step(batch: Batch) -> torch.Tensor:
+        outputs = state.forward(model, batch)
+        state.loss_fn(outputs, batch.targets).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return outputs.detach()
@@ -192,13 +173,13 @@ def _proxy_run(
     done = 0
     while done < steps:
         order = torch.randperm(size, generator=order_generator)
-        for indices, inputs, targets in ordered_batches(source, order, batch_size, state.device):
+        for indices, batch in ordered_batches(source, order, batch_size, state.device):
             if len(indices) < 2:  # a one-sample remainder: batch norm cannot train on it
                 continue
-            kind = (f"{tag}.train", shape_signature(inputs), state.model_version)
-            outputs = state.counted(kind, lambda inputs=inputs, targets=targets: train_step(inputs, targets))
+            kind = (f"{tag}.train", shape_signature(batch.inputs), state.model_version)
+            outputs = state.counted(kind, lambda batch=batch: train_step(batch))
             if forgetting is not None:
-                forgetting.update(indices, outputs, targets)
+                forgetting.update(indices, outputs, batch.targets)
             done += 1
             if done == steps:
                 break
@@ -208,14 +189,14 @@ def _proxy_run(
     model.eval()
     scores = torch.zeros(size, dtype=torch.float64)
 
-    def score_batch(inputs: Any, targets: Any) -> torch.Tensor:
+    def score_batch(batch: Batch) -> torch.Tensor:
         with torch.no_grad():
-            outputs = model(inputs)
+            outputs = state.forward(model, batch)
         if score == "el2n":
-            return el2n(outputs, targets)
-        return F.cross_entropy(outputs.float(), targets, reduction="none")
+            return el2n(outputs, batch.targets)
+        return F.cross_entropy(outputs.float(), batch.targets, reduction="none")
 
-    for indices, inputs, targets in ordered_batches(source, torch.arange(size), max(batch_size, 256), state.device):
-        kind = (f"{tag}.score", shape_signature(inputs), state.model_version)
-        scores[indices] = state.counted(kind, lambda i=inputs, t=targets: score_batch(i, t)).double().cpu()
+    for indices, batch in ordered_batches(source, torch.arange(size), max(batch_size, 256), state.device):
+        kind = (f"{tag}.score", shape_signature(batch.inputs), state.model_version)
+        scores[indices] = state.counted(kind, lambda batch=batch: score_batch(batch)).double().cpu()
     return scores

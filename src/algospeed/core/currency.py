@@ -1,0 +1,25 @@
+"""Cost currencies: what a study measures a run's cost in. Defined once; every part reads this."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Currency(str, Enum):
+    """A unit of cost in which curves are compared."""
+
+    TRAIN_SECONDS = "train_seconds"  # wall-clock training time, eval and checkpoints excluded
+    FLOPS = "flops"  # counted floating-point operations, extra passes and proxy runs included
+    SAMPLES = "samples"  # training samples loaded
+    TOKENS = "tokens"  # training tokens (token data only)
+    STEPS = "steps"  # optimizer steps
+    REFERENCE = "reference"  # a calibrated per-step plus per-FLOP cost, immune to machine noise
+
+    @property
+    def sees_extra_work(self) -> bool:
+        """Whether a method's extra passes or proxy runs show in this currency."""
+        return self in (Currency.TRAIN_SECONDS, Currency.FLOPS, Currency.REFERENCE)
+
+    @classmethod
+    def names(cls) -> str:
+        return ", ".join(currency.value for currency in cls)

@@ -1,0 +1,39 @@
+"""The registry of workloads, by name: the built-in ones and any a plugin registers.
+
+    from algospeed.workloads.registry import register_workload
+    register_workload(Workload(name="mine", ...))
+
+`get_workload` is the one lookup everything uses (CLI, run specs, studies, profiles).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from algospeed.registry import Registry
+from algospeed.workloads.base import Workload
+
+
+def _load_builtin_workloads() -> None:
+    import algospeed.workloads.embedded
+    import algospeed.workloads.local  # noqa: F401
+
+
+WORKLOADS: Registry[Workload] = Registry("workload", _load_builtin_workloads)
+
+
+def register_workload(workload: Workload) -> Workload:
+    """Register `workload` under its name (unique; a plugin may not shadow a built-in); returns it."""
+    caller = inspect.currentframe()
+    module = caller.f_back.f_globals.get("__name__", "") if caller is not None and caller.f_back else ""
+    WORKLOADS.add(workload.name, workload, module)
+    return workload
+
+
+def get_workload(name: str) -> Workload:
+    """The workload called `name`; an unknown one is a usage error listing the valid ones."""
+    return WORKLOADS.get(name)
+
+
+def workload_names() -> list[str]:
+    return WORKLOADS.names()
