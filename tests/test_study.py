@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import signal
@@ -13,8 +14,10 @@ import pytest
 import yaml
 
 from algospeed.cli import main
+from algospeed.core.status import RunStatus
 from algospeed.errors import UsageError
 from algospeed.study.fairness import StudyFacts, check_fairness
+from algospeed.study.outcome import RunOutcome
 from algospeed.study.report import analyse, write_report
 from algospeed.study.runner import run_study
 from algospeed.study.spec import load_study_spec, validate_study_spec
@@ -99,7 +102,7 @@ def test_the_store_never_duplicates_runs_and_writes_curves_atomically(tmp_path: 
     with pytest.raises(RuntimeError), store.transaction() as db:
         db.execute("UPDATE runs SET status = 'completed' WHERE key = 'k2'")
         raise RuntimeError("crash inside a transaction")
-    store.finish("k1", "completed", [point, point], 3.0)
+    store.finish(RunOutcome("k1", RunStatus.COMPLETED, (point, point), wall_seconds=3.0))
     assert store.status_counts() == {"completed": 1, "pending": 1}
     assert store.points("k1") == [point, point]
     rows = store.rows()
@@ -112,11 +115,11 @@ def test_the_store_never_duplicates_runs_and_writes_curves_atomically(tmp_path: 
 def test_a_study_runs_every_cell_and_a_rerun_runs_nothing_again(tmp_path: Path) -> None:
     spec = validate_study_spec({**SMALL, "budgets": ["10ba", "20ba"], "seeds": 1})
     store = run_study(spec, tmp_path, workers=1)
-    first = {run["key"]: run["finished_at"] for run in store.runs()}
+    first = {run.key: run.finished_at for run in store.runs()}
     store.close()
     assert len(first) == 4 and all(first.values())
     store = run_study(spec, tmp_path, workers=1)
-    assert {run["key"]: run["finished_at"] for run in store.runs()} == first
+    assert {run.key: run.finished_at for run in store.runs()} == first
     assert store.meta("reference_cost")["per_flop"] > 0 and store.meta("manifest")["torch"]
     store.close()
     other = validate_study_spec({**SMALL, "seeds": 3})
@@ -217,12 +220,12 @@ def test_the_ray_executor_gives_the_same_results_as_local_processes(tmp_path: Pa
 
     def curves(store: StudyStore) -> dict[str, list[tuple]]:
         return {
-            run["key"]: [(p.step, p.samples, p.flops, p.train_loss, p.metrics) for p in store.points(run["key"])]
+            run.key: [(p.step, p.samples, p.flops, p.train_loss, p.metrics) for p in store.points(run.key)]
             for run in store.runs()
         }
 
     assert curves(local) == curves(remote)
-    assert all(run["status"] == "completed" for run in remote.runs())
+    assert all(run.status is RunStatus.COMPLETED for run in remote.runs())
 
 
 def test_the_report_is_self_contained_escaped_and_flags_an_unfair_study(tmp_path: Path) -> None:
@@ -256,11 +259,14 @@ def test_rules_that_a_single_study_cannot_trigger(tmp_path: Path) -> None:
     report = analyse(tmp_path)
     store = StudyStore.open_existing(tmp_path / STORE_NAME)
     runs = store.runs()
-    runs[0] = {**runs[0], "eval_fingerprint": "999:other"}
-    facts = StudyFacts(spec=spec, runs=runs, manifest=None, summaries=report.summaries)
+    runs[0] = dataclasses.replace(runs[0], eval_fingerprint="999:other")
+    facts = StudyFacts(spec=spec, judging=report.judging, runs=runs, manifest=None, summaries=report.summaries)
     rules = {w.rule for w in check_fairness(facts)}
     assert {"eval_protocol", "manifest"} <= rules
-    fine = StudyFacts(spec=spec, runs=store.runs(), manifest=store.meta("manifest"), summaries=report.summaries)
+    manifest = store.meta("manifest")
+    fine = StudyFacts(
+        spec=spec, judging=report.judging, runs=store.runs(), manifest=manifest, summaries=report.summaries
+    )
     assert not {"eval_protocol", "manifest", "tuning_effort"} & {w.rule for w in check_fairness(fine)}
 
 

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from algospeed.core.currency import Currency
 from algospeed.core.result import CurvePoint, RunResult
 from algospeed.core.status import StopReason
 from algospeed.errors import UsageError
 from algospeed.study.analysis import (
-    CURRENCIES,
     algoperf_score,
     arm_summary,
     censored_median,
@@ -379,7 +379,7 @@ def _runs(curves: list[list[float]], arm: str) -> list[RunRecord]:
     return runs
 
 
-@given(curves=seed_curves, where=st.floats(0.0, 1.0), currency=st.sampled_from(CURRENCIES))
+@given(curves=seed_curves, where=st.floats(0.0, 1.0), currency=st.sampled_from(list(Currency)))
 @settings(max_examples=60, deadline=None)
 def test_speedup_of_an_arm_against_itself_is_one(curves: list[list[float]], where: float, currency: str) -> None:
     runs = _runs(curves, "base")
@@ -397,7 +397,7 @@ def test_speedup_of_an_arm_against_itself_is_one(curves: list[list[float]], wher
     base=seed_curves,
     arm=seed_curves,
     factor=st.sampled_from([0.5, 2.0, 3.0, 7.5]),
-    currency=st.sampled_from(CURRENCIES),
+    currency=st.sampled_from(list(Currency)),
     quality=st.floats(0.0, 3.0),
 )
 @settings(max_examples=60, deadline=None)

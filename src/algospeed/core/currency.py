@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from algospeed.core.vocabulary import Vocabulary
 
 
-class Currency(str, Enum):
+class Currency(Vocabulary):
     """A unit of cost in which curves are compared."""
 
     TRAIN_SECONDS = "train_seconds"  # wall-clock training time, eval and checkpoints excluded

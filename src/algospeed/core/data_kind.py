@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from enum import Enum
 from typing import Any
 
+from algospeed.core.vocabulary import Vocabulary
 from algospeed.errors import UsageError
 
 
-class DataKind(str, Enum):
+class DataKind(Vocabulary):
     """The kind of inputs a workload's batches hold."""
 
     IMAGES = "images"  # (N, C, H, W) floating point

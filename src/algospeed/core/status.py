@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from algospeed.core.vocabulary import Vocabulary
 
 
-class RunStatus(str, Enum):
+class RunStatus(Vocabulary):
     """A run's state in a study store, or how a trainer's fit ended."""
 
     PENDING = "pending"
@@ -26,7 +26,7 @@ class RunStatus(str, Enum):
         return self in (RunStatus.COMPLETED, RunStatus.DIVERGED)
 
 
-class StopReason(str, Enum):
+class StopReason(Vocabulary):
     """Why `Trainer.fit` returned."""
 
     BUDGET_SPENT = "budget_spent"

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from algospeed.cli_options import PluginOption
 from algospeed.core.settings import parse_key_values
 
 console = Console()
@@ -34,9 +35,11 @@ def study_command(
     workers: Annotated[int | None, typer.Option(help="Local worker processes (default: cores / 2).")] = None,
     executor: Annotated[str, typer.Option(help="local or ray.")] = "local",
     address: Annotated[str | None, typer.Option(help="Ray cluster address (with --executor ray).")] = None,
+    plugin: PluginOption = None,
 ) -> None:
     """Run arms x budgets x seeds, store every run, and write the report. Rerun to continue a killed study."""
     from algospeed.errors import UsageError
+    from algospeed.plugins import resolve_ref
     from algospeed.study.presets import preset as preset_spec
     from algospeed.study.report import write_report
     from algospeed.study.runner import run_study
@@ -62,6 +65,8 @@ def study_command(
         "options": parse_key_values(option or [], "--option") or None,
     }
     merged = {**base, **{key: value for key, value in overrides.items() if value is not None}}
+    if plugin:  # added to the study file's own; relative paths from the current folder
+        merged["plugins"] = [*merged.get("plugins", []), *(resolve_ref(ref) for ref in plugin)]
     merged.setdefault("arms", {"baseline": []})
     spec = validate_study_spec(merged, str(spec_file) if spec_file else "study settings")
     folder = out or Path("studies") / spec.name

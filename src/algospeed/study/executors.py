@@ -19,14 +19,17 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from algospeed.core.status import RunStatus
 from algospeed.errors import DivergenceError, UsageError
+from algospeed.study.outcome import RunOutcome
 
 MAX_ATTEMPTS = 2  # a run whose worker dies twice is recorded as failed
 
 
 @dataclass(frozen=True)
 class RunTask:
-    """What a worker needs to run one study cell."""
+    """What a worker needs to run one study cell. `spec` is a `RunSpec` as JSON: validating it loads the
+    run's plugins first (and refuses any whose source changed), so every worker builds the same run."""
 
     key: str
     spec: dict[str, Any]
@@ -34,9 +37,9 @@ class RunTask:
     threads: int
 
 
-def execute_run(task: RunTask) -> dict[str, Any]:
-    """Train one run (resuming from its checkpoints if a previous attempt left some) and return its
-    curve; runs in a worker process."""
+def execute_run(task: RunTask) -> RunOutcome:
+    """Train one run (resuming from its checkpoints if a previous attempt left some) and return how it
+    ended with its curve; runs in a worker process."""
     import torch
 
     from algospeed.core.checkpoint import latest_checkpoint
@@ -49,23 +52,23 @@ def execute_run(task: RunTask) -> dict[str, Any]:
     try:
         trainer = build_trainer(RunSpec.model_validate(task.spec), checkpoint_dir=checkpoints)
         result = trainer.fit(resume_from=checkpoints if latest_checkpoint(checkpoints) else None)
-        status, error = result.status, ""
+        status, error, reason = result.status, "", result.stop_reason
     except DivergenceError as diverged:
-        status, error = "diverged", str(diverged)
+        status, error, reason = RunStatus.DIVERGED, str(diverged), None
     except Exception as failure:  # a failed run is a result, not the end of the study
-        status, error = "failed", "".join(traceback.format_exception_only(failure)).strip()
-    points = [point.to_dict() for point in trainer.state.curve] if trainer is not None else []
-    if status != "interrupted":
+        status, error, reason = RunStatus.FAILED, "".join(traceback.format_exception_only(failure)).strip(), None
+    if status is not RunStatus.INTERRUPTED:
         shutil.rmtree(checkpoints, ignore_errors=True)
-    return {
-        "key": task.key,
-        "status": status,
-        "points": points,
-        "error": error,
-        "wall_seconds": time.perf_counter() - start,
-        "schedule_end": trainer.state.schedule(1.0) if trainer is not None else None,
-        "eval_fingerprint": eval_fingerprint(trainer.eval_data) if trainer is not None else None,
-    }
+    return RunOutcome(
+        key=task.key,
+        status=status,
+        points=tuple(trainer.state.curve) if trainer is not None else (),
+        error=error,
+        wall_seconds=time.perf_counter() - start,
+        stop_reason=reason,
+        schedule_end=trainer.state.schedule(1.0) if trainer is not None else None,
+        eval_fingerprint=eval_fingerprint(trainer.eval_data) if trainer is not None else None,
+    )
 
 
 def eval_fingerprint(loader: Any) -> str:
@@ -79,7 +82,7 @@ def eval_fingerprint(loader: Any) -> str:
 
 
 OnStart = Callable[[str], None]
-OnFinish = Callable[[dict[str, Any]], None]
+OnFinish = Callable[[RunOutcome], None]
 
 
 def default_workers() -> int:
@@ -124,9 +127,9 @@ class LocalExecutor:
                         on_finish(future.result())
                     except BrokenProcessPool:
                         if attempts[task.key] >= MAX_ATTEMPTS:
-                            on_finish(_died(task.key, "failed"))
+                            on_finish(RunOutcome.died(task.key, RunStatus.FAILED))
                         else:
-                            on_finish(_died(task.key, "interrupted"))
+                            on_finish(RunOutcome.died(task.key, RunStatus.INTERRUPTED))
                             retry.append(task)
         return retry
 
@@ -159,21 +162,4 @@ class RayExecutor:
                 try:
                     on_finish(ray.get(reference))
                 except ray.exceptions.RayError as error:
-                    on_finish(_died(task.key, "failed", str(error).splitlines()[0]))
-
-
-def _died(key: str, status: str, detail: str = "") -> dict[str, Any]:
-    """The outcome of a run whose worker died: retried (`interrupted`) or given up (`failed`)."""
-    error = detail or (
-        "its worker process died (killed, out of memory, or a script that starts a study without an "
-        "`if __name__ == '__main__':` guard)"
-    )
-    return {
-        "key": key,
-        "status": status,
-        "points": [],
-        "error": error,
-        "wall_seconds": 0.0,
-        "schedule_end": None,
-        "eval_fingerprint": None,
-    }
+                    on_finish(RunOutcome.died(task.key, RunStatus.FAILED, str(error).splitlines()[0]))

@@ -12,22 +12,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from algospeed.methods.registry import method_class
 from algospeed.study.analysis import ArmSummary
+from algospeed.study.judging import Judging
 from algospeed.study.spec import StudySpec
+from algospeed.study.store import StoredRun
 
 MIN_BUDGETS = 3
 MIN_SEEDS = 3
 DECAYED = 0.05  # an LR multiplier at the end of the budget above this is not "fully decayed"
-CURRENCIES_BLIND_TO_EXTRA_WORK = ("steps", "samples")
 
 
 @dataclass(frozen=True)
 class StudyFacts:
-    """Everything the rules read."""
+    """Everything the rules read (none of it needs the workload's, the methods' or the plugins' code)."""
 
     spec: StudySpec
-    runs: list[dict[str, Any]]
+    judging: Judging
+    runs: list[StoredRun]
     manifest: dict[str, Any] | None
     summaries: dict[str, ArmSummary]
 
@@ -39,7 +40,7 @@ class FairnessWarning:
 
 
 def baseline_budgets(facts: StudyFacts) -> list[str]:
-    budgets = {run["budget"] for run in facts.runs if run["arm"] == facts.spec.baseline}
+    budgets = {run.budget for run in facts.runs if run.arm == facts.spec.baseline}
     if len(budgets) < MIN_BUDGETS:
         return [
             f"the baseline ran at {len(budgets)} budget(s); run it at {MIN_BUDGETS} or more, each fully decayed, "
@@ -57,8 +58,8 @@ def seeds(facts: StudyFacts) -> list[str]:
 def schedule_decay(facts: StudyFacts) -> list[str]:
     ends: dict[str, float] = {}
     for run in facts.runs:
-        if run["schedule_end"] is not None:
-            ends[run["arm"]] = max(ends.get(run["arm"], 0.0), run["schedule_end"])
+        if run.schedule_end is not None:
+            ends[run.arm] = max(ends.get(run.arm, 0.0), run.schedule_end)
     return [
         f"arm {arm!r} ends its budget at {end:.2f}x its peak learning rate: its schedule does not decay by the end "
         "of the budget, so its shorter budgets are not fair (fully decayed) runs"
@@ -70,8 +71,8 @@ def schedule_decay(facts: StudyFacts) -> list[str]:
 def eval_protocol(facts: StudyFacts) -> list[str]:
     by_arm: dict[str, set[str]] = {}
     for run in facts.runs:
-        if run["eval_fingerprint"] is not None:
-            by_arm.setdefault(run["arm"], set()).add(run["eval_fingerprint"])
+        if run.eval_fingerprint is not None:
+            by_arm.setdefault(run.arm, set()).add(run.eval_fingerprint)
     protocols = {fingerprint for fingerprints in by_arm.values() for fingerprint in fingerprints}
     if len(protocols) > 1:
         detail = "; ".join(f"{arm}: {', '.join(sorted(prints))}" for arm, prints in sorted(by_arm.items()))
@@ -80,14 +81,15 @@ def eval_protocol(facts: StudyFacts) -> list[str]:
 
 
 def extra_compute(facts: StudyFacts) -> list[str]:
-    if facts.spec.currency not in CURRENCIES_BLIND_TO_EXTRA_WORK:
+    currency = facts.spec.currency
+    if currency.sees_extra_work:
         return []
     return [
         f"arm {arm!r} uses {method.name}, which does extra work (extra passes or a proxy run) that the "
-        f"{facts.spec.currency} currency does not charge; judge it in train_seconds, flops or reference"
+        f"{currency.value} currency does not charge; judge it in train_seconds, flops or reference"
         for arm, methods in facts.spec.arms.items()
         for method in methods
-        if method_class(method.name).extra_compute
+        if method.name in facts.judging.extra_compute
     ]
 
 
@@ -95,7 +97,7 @@ def target_reached(facts: StudyFacts) -> list[str]:
     baseline = facts.summaries.get(facts.spec.baseline)
     if baseline is not None and baseline.reached == 0:
         return [
-            f"the baseline never reached the target {facts.spec.target_quality:g}; speedups at the target are "
+            f"the baseline never reached the target {facts.judging.target:g}; speedups at the target are "
             "undefined: lower the target or raise the budgets"
         ]
     return []

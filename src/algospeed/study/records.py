@@ -6,10 +6,8 @@ import math
 from dataclasses import dataclass
 
 from algospeed.core.result import CurvePoint, RunResult
+from algospeed.core.status import RunStatus
 from algospeed.errors import UsageError
-
-STATUSES = ("completed", "failed", "diverged", "interrupted")
-"""How a run may have ended; only `completed` runs can reach a target or enter a quality mean."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +33,9 @@ class ReferenceCost:
 class RunRecord:
     """One run of a study: which arm, budget and seed, how it ended, its curve, and how to judge its quality.
 
+    Only a `completed` run can reach a target or enter a quality mean; `status` is any status of a run
+    that ended (`RunStatus.ended`).
+
     `points` are in the order they were recorded (cost never decreases along them). The quality of a point is
     `point.metrics[metric]` (or `point.train_loss` when `metric == "train_loss"` and the point has no such metric);
     points without a finite quality are skipped by every quality computation but still count for cost.
@@ -43,20 +44,26 @@ class RunRecord:
     arm: str
     budget: str
     seed: int
-    status: str
+    status: RunStatus
     points: tuple[CurvePoint, ...]
     metric: str
     higher_is_better: bool
 
     def __post_init__(self) -> None:
-        if self.status not in STATUSES:
-            raise UsageError(f"run status must be one of {', '.join(STATUSES)}, got {self.status!r}")
+        try:
+            status = RunStatus(self.status)
+        except ValueError:
+            status = None
+        if status is None or not status.ended:
+            ended = ", ".join(s.value for s in RunStatus if s.ended)
+            raise UsageError(f"run status must be one of {ended}, got {self.status!r}")
+        object.__setattr__(self, "status", status)
         if not isinstance(self.points, tuple):
             object.__setattr__(self, "points", tuple(self.points))
 
     @property
     def completed(self) -> bool:
-        return self.status == "completed"
+        return self.status is RunStatus.COMPLETED
 
     def quality(self, point: CurvePoint) -> float | None:
         """The quality of `point` by this record's metric, or None where the point has no finite value."""
@@ -70,7 +77,14 @@ class RunRecord:
 
     @classmethod
     def from_result(
-        cls, result: RunResult, *, arm: str, seed: int, metric: str, higher_is_better: bool, status: str | None = None
+        cls,
+        result: RunResult,
+        *,
+        arm: str,
+        seed: int,
+        metric: str,
+        higher_is_better: bool,
+        status: RunStatus | str | None = None,
     ) -> RunRecord:
         """A record from a trainer's `RunResult` (its status unless `status` is given)."""
         return cls(

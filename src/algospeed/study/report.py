@@ -30,11 +30,10 @@ from algospeed.study.analysis import (
     tradeoff_curves,
 )
 from algospeed.study.fairness import FairnessWarning, StudyFacts, check_fairness
-from algospeed.study.records import STATUSES
-from algospeed.study.runner import STORE_NAME
-from algospeed.study.spec import StudySpec
-from algospeed.study.store import StudyStore
-from algospeed.workloads.registry import get_workload
+from algospeed.study.judging import Judging
+from algospeed.study.runner import current_records
+from algospeed.study.spec import STORED, StudySpec
+from algospeed.study.store import STORE_NAME, StudyStore
 
 CURVE_QUALITIES = 8  # speedup is reported at this many qualities up to the target
 
@@ -44,6 +43,7 @@ class StudyReport:
     """The analysed study, as the report shows it."""
 
     spec: StudySpec
+    judging: Judging
     manifest: dict[str, Any] | None
     reference: ReferenceCost | None
     records: list[RunRecord]
@@ -60,45 +60,22 @@ class StudyReport:
 
     @property
     def target(self) -> float:
-        return self.spec.target_quality
-
-
-def load_records(store: StudyStore, spec: StudySpec) -> list[RunRecord]:
-    """The finished runs of the store as analysis records (runs still pending or running are left out)."""
-    metric = get_workload(spec.workload).metric
-    return [
-        RunRecord(
-            arm=run["arm"],
-            budget=run["budget"],
-            seed=run["seed"],
-            status=run["status"],
-            points=tuple(store.points(run["key"])),
-            metric=metric.name,
-            higher_is_better=metric.higher_is_better,
-        )
-        for run in store.runs()
-        if run["status"] in STATUSES and run["arm"] in spec.arms
-    ]
-
-
-def stored_reference_cost(store: StudyStore) -> ReferenceCost | None:
-    """The reference-cost calibration the study stored when it started."""
-    calibration = store.meta("reference_cost")
-    return ReferenceCost(**calibration) if calibration else None
+        return self.judging.target
 
 
 def analyse(folder: str | Path) -> StudyReport:
     """Read the store in `folder` and analyse it."""
     store = StudyStore.open_existing(Path(folder) / STORE_NAME)
     try:
-        spec = StudySpec.model_validate(store.meta("spec"))
-        reference = stored_reference_cost(store)
-        records = load_records(store, spec)
-        runs = store.runs()
+        spec = StudySpec.model_validate(store.meta("spec"), context=STORED)
+        judging = Judging.from_dict(store.meta("judging"))
+        reference = store.reference_cost()
+        records = current_records(store)
+        runs = store.runs(keys=set(store.meta("grid") or ()))
         manifest = store.meta("manifest")
     finally:
         store.close()
-    currency, target = spec.currency, spec.target_quality
+    currency, target = spec.currency, judging.target
     summaries = arm_summary(records, spec.baseline, target, currency, reference)
     curves = tradeoff_curves(records, currency, reference)
     baseline = [r for r in records if r.arm == spec.baseline]
@@ -108,9 +85,10 @@ def analyse(folder: str | Path) -> StudyReport:
         for arm in spec.arms
         if arm != spec.baseline
     }
-    facts = StudyFacts(spec=spec, runs=runs, manifest=manifest, summaries=summaries)
+    facts = StudyFacts(spec=spec, judging=judging, runs=runs, manifest=manifest, summaries=summaries)
     return StudyReport(
         spec=spec,
+        judging=judging,
         manifest=manifest,
         reference=reference,
         records=records,
@@ -119,7 +97,7 @@ def analyse(folder: str | Path) -> StudyReport:
         frontier=frontier_by_arm(curves),
         speedup_curves=speedups,
         warnings=check_fairness(facts),
-        pending=sum(run["status"] not in STATUSES for run in runs),
+        pending=sum(not run.status.ended for run in runs),
     )
 
 
@@ -177,15 +155,23 @@ def summary_rows(report: StudyReport) -> list[list[str]]:
 SUMMARY_HEADER = ["arm", "methods", "seeds at target", "median cost to target", "speedup at target [95% CI]"]
 
 
+def plugin_rows(report: StudyReport) -> list[list[str]]:
+    """The plugins the study loaded, as named, with the sha256 of their source."""
+    plugins = (report.manifest or {}).get("plugins") or []
+    return [[str(p.get("plugin", p.get("ref"))), str(p.get("sha256"))] for p in plugins if isinstance(p, dict)]
+
+
 def render_markdown(report: StudyReport) -> str:
     spec = report.spec
     lines = [
         f"# Study {spec.name}",
         "",
-        f"Workload `{spec.workload}`, target {spec.target_quality:g}, budgets {', '.join(spec.budgets)}, "
+        f"Workload `{spec.workload}`, target {report.target:g}, budgets {', '.join(spec.budgets)}, "
         f"seeds {len(spec.seeds)}, cost currency `{spec.currency}`.",
         "",
     ]
+    if plugin_rows(report):
+        lines += ["Plugins: " + ", ".join(f"`{name}` (sha256 {sha})" for name, sha in plugin_rows(report)), ""]
     if report.pending:
         lines += [f"**{report.pending} run(s) have not finished; rerun the study to complete it.**", ""]
     lines += ["## Fairness warnings", ""]
@@ -313,7 +299,8 @@ def render_html(report: StudyReport) -> str:
         for arm, results in report.speedup_curves.items()
         for result, result_quality in ((r, f"{r.quality:.4g}") for r in results)
     ]
-    manifest_rows = [[key, str(value)] for key, value in sorted((report.manifest or {}).items())]
+    manifest_rows = [[key, str(value)] for key, value in sorted((report.manifest or {}).items()) if key != "plugins"]
+    plugins = _table(["plugin", "sha256 of its source"], plugin_rows(report)) if plugin_rows(report) else "<p>none</p>"
     if report.reference is not None:
         manifest_rows.append(
             ["reference cost", f"{report.reference.per_step:.3g} s/step + {report.reference.per_flop:.3g} s/FLOP"]
@@ -332,7 +319,7 @@ table {{ border-collapse: collapse; margin: 1em 0; }} td, th {{ border: 1px soli
 .pending {{ color: #a00; font-weight: bold; }} img {{ max-width: 100%; }}
 </style></head><body>
 <h1>Study {escape(spec.name)}</h1>
-<p>Workload <code>{escape(spec.workload)}</code>; target {spec.target_quality:g};
+<p>Workload <code>{escape(spec.workload)}</code>; target {report.target:g};
 budgets {escape(", ".join(spec.budgets))}; seeds {escape(", ".join(map(str, spec.seeds)))};
 cost currency <code>{escape(spec.currency)}</code>.</p>
 {pending}
@@ -349,5 +336,7 @@ cost currency <code>{escape(spec.currency)}</code>.</p>
 {_table(["arm", "quality", "speedup [95% CI]"], curve_rows)}
 <h2>Environment</h2>
 {_table(["what", "value"], manifest_rows)}
+<h2>Plugins</h2>
+{plugins}
 </body></html>
 """

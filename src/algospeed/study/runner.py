@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +14,17 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from algospeed.core.result import CurvePoint
+from algospeed.core.status import RunStatus
 from algospeed.errors import UsageError
 from algospeed.run_directory import environment
+from algospeed.study.analysis import speedup
 from algospeed.study.calibration import calibrate_reference_cost
 from algospeed.study.executors import LocalExecutor, RayExecutor, RunTask
+from algospeed.study.judging import Judging
+from algospeed.study.outcome import RunOutcome
+from algospeed.study.records import RunRecord
 from algospeed.study.spec import StudySpec
-from algospeed.study.store import FINISHED, STORE_NAME, StudyStore
+from algospeed.study.store import STORE_NAME, StudyStore
 
 CHECKPOINT_EVERY = "0.25dur"
 
@@ -59,7 +63,12 @@ class StudyProgress:
 
 
 def open_study(spec: StudySpec, folder: Path) -> StudyStore:
-    """Create the study's store, or reopen it when it holds the same study (a restart)."""
+    """Create the study's store, or reopen it when it holds the same study (a restart).
+
+    The store keeps the spec, how runs are judged (fixed at creation), the keys of the current grid (a
+    changed plugin changes them: the old runs stay stored but no longer count) and the manifest, whose
+    plugin list is brought up to date at every start.
+    """
     store_path = folder / STORE_NAME
     if store_path.exists():
         store = StudyStore.open_existing(store_path)
@@ -71,9 +80,16 @@ def open_study(spec: StudySpec, folder: Path) -> StudyStore:
         folder.mkdir(parents=True, exist_ok=True)
         store = StudyStore(store_path)
     store.set_meta("spec", spec.model_dump(mode="json"))
-    if store.meta("manifest") is None:
-        store.set_meta("manifest", manifest())
+    if store.meta("judging") is None:
+        store.set_meta("judging", Judging.of(spec).to_dict())
+    store.set_meta("manifest", {**(store.meta("manifest") or manifest()), "plugins": plugin_manifest(spec)})
+    store.set_meta("grid", [run.key for run in spec.runs()])
     return store
+
+
+def plugin_manifest(spec: StudySpec) -> list[dict[str, str]]:
+    """Each plugin the study loads: as the user names it, its full reference and the sha256 of its source."""
+    return [{"plugin": plugin.display, "ref": plugin.ref, "sha256": plugin.sha256} for plugin in spec.loaded_plugins]
 
 
 def run_study(
@@ -91,12 +107,12 @@ def run_study(
     runs = spec.runs()
     store.add_runs([(run.key, run.arm, run.budget, run.seed) for run in runs])
     store.release_unfinished()
-    statuses = {row["key"]: row["status"] for row in store.runs()}
-    todo = [run for run in runs if statuses[run.key] not in FINISHED]
+    statuses = {row.key: row.status for row in store.runs()}
+    todo = [run for run in runs if not statuses[run.key].final]
     chosen = _executor(executor, workers, address)
-    if store.meta("reference_cost") is None:
+    if store.reference_cost() is None:
         device = torch.device(spec.device) if spec.device else None
-        store.set_meta("reference_cost", asdict(calibrate_reference_cost(chosen.threads, device)))
+        store.set_reference_cost(calibrate_reference_cost(chosen.threads, device))
     tasks = [
         RunTask(
             key=run.key,
@@ -114,22 +130,13 @@ def run_study(
         progress.running += 1
         view.update(progress.table(), refresh=True)
 
-    def finished(outcome: dict[str, Any]) -> None:
+    def finished(outcome: RunOutcome) -> None:
         progress.running -= 1
-        if outcome["status"] == "interrupted":
+        if outcome.status is RunStatus.INTERRUPTED:
             return  # stays `running`; released to `pending` on the next start
-        points = [CurvePoint.from_dict(point) for point in outcome["points"]]
-        store.finish(
-            outcome["key"],
-            outcome["status"],
-            points,
-            outcome["wall_seconds"],
-            outcome["error"],
-            outcome["schedule_end"],
-            outcome["eval_fingerprint"],
-        )
+        store.finish(outcome)
         progress.done += 1
-        progress.failed += outcome["status"] == "failed"
+        progress.failed += outcome.status is RunStatus.FAILED
         progress.best = best_speedup(store, spec)
         view.update(progress.table(), refresh=True)
 
@@ -138,20 +145,24 @@ def run_study(
     return store
 
 
+def current_records(store: StudyStore) -> list[RunRecord]:
+    """The runs of the study's current grid that ended, as analysis records."""
+    judging = Judging.from_dict(store.meta("judging"))
+    return store.records(judging.metric, judging.higher_is_better, keys=set(store.meta("grid") or ()))
+
+
 def best_speedup(store: StudyStore, spec: StudySpec) -> str:
     """The best speedup at the target among the arms so far (a quick bootstrap, for the live view)."""
-    from algospeed.study.analysis import speedup
-    from algospeed.study.report import load_records, stored_reference_cost
-
-    records = load_records(store, spec)
-    reference = stored_reference_cost(store)
+    records = current_records(store)
+    target = Judging.from_dict(store.meta("judging")).target
+    reference = store.reference_cost()
     baseline = [r for r in records if r.arm == spec.baseline]
     best: tuple[float, str] | None = None
     for arm in spec.arms:
         runs = [r for r in records if r.arm == arm]
         if arm == spec.baseline or not runs or not baseline:
             continue
-        result = speedup(baseline, runs, spec.target_quality, spec.currency, reference, n_boot=200)
+        result = speedup(baseline, runs, target, spec.currency, reference, n_boot=200)
         if result.estimate is not None and (best is None or result.estimate > best[0]):
             best = (result.estimate, arm)
     return "-" if best is None else f"{best[0]:.2f}x ({best[1]})"

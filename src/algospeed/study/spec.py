@@ -3,6 +3,7 @@
 A study file is YAML:
 
     name: label-smoothing-vs-ema
+    plugins: [lab/my_methods.py]  # optional: files (relative to this file) or modules registering methods/workloads
     workload: mnist1d
     options: {samples: 10000}
     arms:
@@ -19,28 +20,47 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from algospeed.core.callback import check_composition
+from algospeed.core.currency import Currency
 from algospeed.core.units import parse_amount, parse_budget
 from algospeed.errors import UsageError, usage_error_from_validation
 from algospeed.methods.spec import MethodSpec, build_method, parse_methods
+from algospeed.plugins import Plugin, load_plugins, resolve_ref
 from algospeed.run_spec import RunSpec
 from algospeed.workloads.registry import get_workload
 
-Currency = Literal["train_seconds", "flops", "samples", "steps", "reference"]
 BASELINE = "baseline"
+STORED = {"stored": True}
+"""Validation context for a spec read back from a study's store: its plugins, workload and methods are
+not looked up again (a report needs none of their code), only its shape is checked."""
+
+
+def _live(info: ValidationInfo) -> bool:
+    """Whether registries are consulted (not for a spec read back from a store)."""
+    return not (info.context or {}).get("stored", False)
 
 
 class StudySpec(BaseModel):
     """What to compare, under which budgets and seeds, judged in which cost currency."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, ignored_types=(cached_property,))
 
+    plugins: list[str] = Field(default_factory=list)
     name: str = "study"
     workload: str
     options: dict[str, str | int | float] = Field(default_factory=dict)
@@ -50,16 +70,25 @@ class StudySpec(BaseModel):
     seeds: list[int] = Field(min_length=1)
     target: float | None = None
     eval_interval: str = "0.1dur"
-    currency: Currency = "train_seconds"
+    currency: Currency = Currency.TRAIN_SECONDS
     batch_size: int | None = Field(default=None, gt=0)
     lr: float | None = Field(default=None, gt=0)
     tuning: dict[str, int] = Field(default_factory=dict)
     device: str | None = None
 
+    @field_validator("plugins")
+    @classmethod
+    def _plugins_load(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        refs = list(dict.fromkeys(resolve_ref(ref) for ref in value))
+        if _live(info):
+            load_plugins(refs)  # before the workload and the arms' methods are looked up
+        return refs
+
     @field_validator("workload")
     @classmethod
-    def _workload_exists(cls, value: str) -> str:
-        get_workload(value)
+    def _workload_exists(cls, value: str, info: ValidationInfo) -> str:
+        if _live(info):
+            get_workload(value)
         return value
 
     @field_validator("arms", mode="before")
@@ -71,7 +100,9 @@ class StudySpec(BaseModel):
 
     @field_validator("arms")
     @classmethod
-    def _arms_build(cls, value: dict[str, list[MethodSpec]]) -> dict[str, list[MethodSpec]]:
+    def _arms_build(cls, value: dict[str, list[MethodSpec]], info: ValidationInfo) -> dict[str, list[MethodSpec]]:
+        if not _live(info):
+            return value
         for name, methods in value.items():
             try:
                 check_composition([build_method(method) for method in methods])
@@ -117,7 +148,7 @@ class StudySpec(BaseModel):
         return str(parse_amount(value, allow_fraction=True))
 
     @model_validator(mode="after")
-    def _consistent(self) -> StudySpec:
+    def _consistent(self, info: ValidationInfo) -> StudySpec:
         if self.baseline not in self.arms:
             raise ValueError(f"the baseline arm {self.baseline!r} is not among the arms ({', '.join(self.arms)})")
         unknown = sorted(set(self.tuning) - set(self.arms))
@@ -125,12 +156,19 @@ class StudySpec(BaseModel):
             raise ValueError(f"tuning names arms that do not exist: {', '.join(unknown)}")
         if any(trials < 1 for trials in self.tuning.values()):
             raise ValueError("tuning trials must be at least 1")
-        get_workload(self.workload).resolve_options(self.options)
+        if _live(info):
+            for arm in self.arms:
+                self.run_spec(arm, self.budgets[0], self.seeds[0])  # options and data kinds fit every arm
         return self
 
     @property
     def target_quality(self) -> float:
         return get_workload(self.workload).target if self.target is None else self.target
+
+    @cached_property
+    def loaded_plugins(self) -> list[Plugin]:
+        """The study's plugins as loaded in this process, with the sha256 of their source."""
+        return load_plugins(self.plugins)
 
     def runs(self) -> list[StudyRun]:
         """Every run of the study, in a stable order: budgets, then seeds, then arms."""
@@ -143,6 +181,7 @@ class StudySpec(BaseModel):
 
     def run_spec(self, arm: str, budget: str, seed: int) -> RunSpec:
         return RunSpec(
+            plugins={plugin.ref: plugin.sha256 for plugin in self.loaded_plugins},
             workload=self.workload,
             options=self.options,
             budget=budget,
@@ -195,6 +234,8 @@ def load_study_spec(path: str | Path) -> StudySpec:
         raise UsageError(f"study file {file} is not valid YAML: {error}") from None
     if not isinstance(data, dict):
         raise UsageError(f"study file {file} must be a mapping of settings")
+    if isinstance(data.get("plugins"), list):  # files are named relative to the study file
+        data["plugins"] = [resolve_ref(str(ref), file.parent) for ref in data["plugins"]]
     return validate_study_spec(data, str(file))
 
 

@@ -11,13 +11,17 @@ import csv
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from algospeed.core.result import CurvePoint
+from algospeed.core.status import RunStatus
 from algospeed.errors import UsageError
+from algospeed.study.outcome import RunOutcome
+from algospeed.study.records import ReferenceCost, RunRecord
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -51,8 +55,31 @@ CREATE TABLE IF NOT EXISTS points (
 );
 """
 STORE_NAME = "study.sqlite"
-FINISHED = ("completed", "diverged")
 POINT_FIELDS = ("step", "epoch", "samples", "tokens", "train_seconds", "flops", "progress", "train_loss")
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """One row of the store's runs: a cell of the grid and how it stands."""
+
+    key: str
+    arm: str
+    budget: str
+    seed: int
+    status: RunStatus
+    attempts: int
+    started_at: float | None
+    finished_at: float | None
+    wall_seconds: float | None
+    error: str | None
+    schedule_end: float | None
+    eval_fingerprint: str | None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", RunStatus(self.status))
+
+
+RUN_COLUMNS = tuple(f.name for f in fields(StoredRun))
 
 
 class StudyStore:
@@ -104,54 +131,83 @@ class StudyStore:
         """Register (key, arm, budget, seed) as pending; runs already known keep their status."""
         with self.transaction() as db:
             db.executemany(
-                "INSERT OR IGNORE INTO runs (key, arm, budget, seed, status) VALUES (?, ?, ?, ?, 'pending')", runs
+                "INSERT OR IGNORE INTO runs (key, arm, budget, seed, status) VALUES (?, ?, ?, ?, ?)",
+                [(*run, RunStatus.PENDING.value) for run in runs],
             )
 
     def mark_running(self, key: str) -> None:
         with self.transaction() as db:
             db.execute(
-                "UPDATE runs SET status = 'running', attempts = attempts + 1, started_at = ? WHERE key = ?",
-                (time.time(), key),
+                "UPDATE runs SET status = ?, attempts = attempts + 1, started_at = ? WHERE key = ?",
+                (RunStatus.RUNNING.value, time.time(), key),
             )
 
-    def finish(
-        self,
-        key: str,
-        status: str,
-        points: list[CurvePoint],
-        wall_seconds: float,
-        error: str = "",
-        schedule_end: float | None = None,
-        eval_fingerprint: str | None = None,
-    ) -> None:
+    def finish(self, outcome: RunOutcome) -> None:
         """Store a run's whole curve, final status and what the fairness checks read, atomically."""
+        key = outcome.key
         with self.transaction() as db:
             db.execute("DELETE FROM points WHERE run_key = ?", (key,))
             db.executemany(
                 f"INSERT INTO points VALUES (?, ?, {', '.join('?' * len(POINT_FIELDS))}, ?)",
                 [
                     (key, i, *(getattr(p, f) for f in POINT_FIELDS), json.dumps(p.metrics, sort_keys=True))
-                    for i, p in enumerate(points)
+                    for i, p in enumerate(outcome.points)
                 ],
             )
             db.execute(
                 "UPDATE runs SET status = ?, finished_at = ?, wall_seconds = ?, error = ?, schedule_end = ?, "
                 "eval_fingerprint = ? WHERE key = ?",
-                (status, time.time(), wall_seconds, error, schedule_end, eval_fingerprint, key),
+                (
+                    outcome.status.value,
+                    time.time(),
+                    outcome.wall_seconds,
+                    outcome.error,
+                    outcome.schedule_end,
+                    outcome.eval_fingerprint,
+                    key,
+                ),
             )
 
     def release_unfinished(self) -> int:
         """Runs left `running` by a killed study go back to `pending`; returns how many."""
         with self.transaction() as db:
-            return db.execute("UPDATE runs SET status = 'pending' WHERE status = 'running'").rowcount
+            return db.execute(
+                "UPDATE runs SET status = ? WHERE status = ?", (RunStatus.PENDING.value, RunStatus.RUNNING.value)
+            ).rowcount
 
-    def runs(self) -> list[dict[str, Any]]:
-        cursor = self.connection.execute("SELECT * FROM runs ORDER BY key")
-        names = [column[0] for column in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    def runs(self, keys: Collection[str] | None = None) -> list[StoredRun]:
+        """The stored runs (those with `keys` only, when given), by key."""
+        rows = self.connection.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs ORDER BY key").fetchall()
+        runs = [StoredRun(*row) for row in rows]
+        return runs if keys is None else [run for run in runs if run.key in keys]
 
-    def status_counts(self) -> dict[str, int]:
-        return dict(self.connection.execute("SELECT status, count(*) FROM runs GROUP BY status").fetchall())
+    def status_counts(self) -> dict[RunStatus, int]:
+        rows = self.connection.execute("SELECT status, count(*) FROM runs GROUP BY status").fetchall()
+        return {RunStatus(status): count for status, count in rows}
+
+    def records(self, metric: str, higher_is_better: bool, keys: Collection[str] | None = None) -> list[RunRecord]:
+        """The runs that ended (those with `keys`, when given) as analysis records judged by `metric`."""
+        return [
+            RunRecord(
+                arm=run.arm,
+                budget=run.budget,
+                seed=run.seed,
+                status=run.status,
+                points=tuple(self.points(run.key)),
+                metric=metric,
+                higher_is_better=higher_is_better,
+            )
+            for run in self.runs(keys)
+            if run.status.ended
+        ]
+
+    def set_reference_cost(self, reference: ReferenceCost) -> None:
+        self.set_meta("reference_cost", asdict(reference))
+
+    def reference_cost(self) -> ReferenceCost | None:
+        """The reference-cost calibration the study stored when it started."""
+        calibration = self.meta("reference_cost")
+        return ReferenceCost(**calibration) if calibration else None
 
     def points(self, key: str) -> list[CurvePoint]:
         rows = self.connection.execute(
@@ -166,8 +222,14 @@ class StudyStore:
         """One row per curve point with its run's arm, budget, seed and status (for CSV and pandas)."""
         rows = []
         for run in self.runs():
-            for point in self.points(run["key"]):
-                row = {key: run[key] for key in ("key", "arm", "budget", "seed", "status")}
+            for point in self.points(run.key):
+                row: dict[str, Any] = {
+                    "key": run.key,
+                    "arm": run.arm,
+                    "budget": run.budget,
+                    "seed": run.seed,
+                    "status": run.status.value,
+                }
                 row.update({field: getattr(point, field) for field in POINT_FIELDS})
                 row.update({f"metric_{name}": value for name, value in point.metrics.items()})
                 rows.append(row)

@@ -10,8 +10,8 @@
 from __future__ import annotations
 
 from algospeed.study.analysis.cost import (
-    CURRENCIES,
     TimeToTarget,
+    as_currency,
     cost_of,
     cost_to_quality,
     final_cost,
@@ -32,7 +32,6 @@ from algospeed.study.analysis.tradeoff import (
 from algospeed.study.records import ReferenceCost, RunRecord
 
 __all__ = [
-    "CURRENCIES",
     "ArmSummary",
     "BudgetSummary",
     "FrontierPoint",
@@ -43,6 +42,7 @@ __all__ = [
     "TradeoffPoint",
     "algoperf_score",
     "arm_summary",
+    "as_currency",
     "censored_median",
     "cost_of",
     "cost_to_quality",

@@ -6,35 +6,39 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from algospeed.core.currency import Currency
 from algospeed.core.metrics import reaches
 from algospeed.core.result import CurvePoint
 from algospeed.errors import UsageError
 from algospeed.study.records import ReferenceCost, RunRecord
 
-CURRENCIES = ("train_seconds", "flops", "samples", "tokens", "steps", "reference")
-"""Cost currencies: training seconds, FLOPs, samples, tokens, optimizer steps, and the calibrated reference cost."""
+
+def as_currency(currency: Currency | str) -> Currency:
+    """`currency` as a `Currency`; an unknown name is a usage error listing the valid ones."""
+    try:
+        return Currency(currency)
+    except ValueError:
+        raise UsageError(f"unknown cost currency {currency!r}; expected one of {Currency.names()}") from None
 
 
-def cost_of(point: CurvePoint, currency: str, reference: ReferenceCost | None = None) -> float:
+def cost_of(point: CurvePoint, currency: Currency | str, reference: ReferenceCost | None = None) -> float:
     """What had been spent by `point`, in `currency`.
 
-    `"reference"` is `reference.per_step * point.step + reference.per_flop * point.flops` and needs `reference`.
+    `reference` is `reference.per_step * point.step + reference.per_flop * point.flops` and needs `reference`.
     """
-    if currency == "train_seconds":
-        return float(point.train_seconds)
-    if currency == "flops":
-        return float(point.flops)
-    if currency == "samples":
-        return float(point.samples)
-    if currency == "tokens":
-        return float(point.tokens)
-    if currency == "steps":
-        return float(point.step)
-    if currency == "reference":
+    currency = as_currency(currency)
+    if currency is Currency.REFERENCE:
         if reference is None:
             raise UsageError("the 'reference' currency needs a ReferenceCost calibration (per_step, per_flop)")
         return reference.per_step * float(point.step) + reference.per_flop * float(point.flops)
-    raise UsageError(f"unknown cost currency {currency!r}; expected one of {', '.join(CURRENCIES)}")
+    field = {
+        Currency.TRAIN_SECONDS: point.train_seconds,
+        Currency.FLOPS: point.flops,
+        Currency.SAMPLES: point.samples,
+        Currency.TOKENS: point.tokens,
+        Currency.STEPS: point.step,
+    }
+    return float(field[currency])
 
 
 def final_cost(record: RunRecord, currency: str, reference: ReferenceCost | None = None) -> float:
