@@ -18,8 +18,9 @@ from algospeed.profile import profiler as profiler_module
 from algospeed.profile.advice import advise
 from algospeed.profile.census import Census
 from algospeed.profile.peak import Machine
-from algospeed.profile.profiler import PHASES, Profiler
-from algospeed.profile.report import Profile
+from algospeed.profile.phases import PHASES
+from algospeed.profile.profiler import Profiler
+from algospeed.profile.record import Profile
 from algospeed.profile.schedule import Action, ProfileSchedule
 from algospeed.profile.verdict import (
     COMMUNICATION_BOUND,

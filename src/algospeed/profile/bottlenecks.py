@@ -27,7 +27,8 @@ from algospeed.core.batch import Batch
 from algospeed.core.data import Loader, batch_bounds, epoch_permutation
 from algospeed.core.trainer import Trainer
 from algospeed.errors import UsageError
-from algospeed.profile.profiler import DATA, H2D, Profiler
+from algospeed.profile.phases import DATA, H2D
+from algospeed.profile.profiler import Profiler
 from algospeed.profile.schedule import ProfileSchedule
 from algospeed.profile.verdict import DATA_BOUND
 

@@ -38,18 +38,16 @@ from algospeed.core.events import Event
 from algospeed.core.state import State
 from algospeed.errors import UsageError
 from algospeed.profile.census import Census, OperatorCounter, dtype_name
+from algospeed.profile.phases import DATA, EVAL, OTHER
 from algospeed.profile.schedule import Action, ProfileSchedule
 
 if TYPE_CHECKING:
     from algospeed.core.trainer import Trainer
     from algospeed.profile.peak import Machine
-    from algospeed.profile.report import Profile
+    from algospeed.profile.record import Profile
 
 Handler = Callable[[State], Any]
 
-DATA, H2D, OTHER, EVAL, CHECKPOINT = "data", "h2d", "other", "eval", "checkpoint"
-COMPUTE_PHASES = ("forward", "loss", "backward", "optimizer")
-PHASES = (DATA, H2D, *COMPUTE_PHASES, EVAL, CHECKPOINT, OTHER)
 # The phase that starts once an event's handlers have run.
 PHASE_AFTER: dict[Event, str] = {
     Event.EPOCH_START: DATA,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from algospeed.profile.report import Profile
+from algospeed.profile.record import Profile
 
 
 def _si(value: float, unit: str) -> str:

@@ -23,10 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from algospeed.profile.profiler import CHECKPOINT, DATA, EVAL, H2D, OTHER
+from algospeed.profile.phases import CHECKPOINT, DATA, EVAL, H2D, OTHER
 
 if TYPE_CHECKING:
-    from algospeed.profile.report import Profile
+    from algospeed.profile.record import Profile
 
 DATA_BOUND = "data-bound"
 OVERHEAD_BOUND = "overhead-bound"

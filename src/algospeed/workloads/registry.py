@@ -8,15 +8,19 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 
 from algospeed.registry import Registry
 from algospeed.workloads.base import Workload
 
+BUILTIN_MODULES = ("algospeed.workloads.embedded", "algospeed.workloads.local", "algospeed.workloads.text")
+"""The modules that register the built-in workloads, imported by name on first use, the way a plugin module is."""
+
 
 def _load_builtin_workloads() -> None:
-    import algospeed.workloads.embedded
-    import algospeed.workloads.local  # noqa: F401
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
 
 
 WORKLOADS: Registry[Workload] = Registry("workload", _load_builtin_workloads)
