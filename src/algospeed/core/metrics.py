@@ -90,3 +90,16 @@ def evaluate(
     if count == 0:
         raise ValueError("the eval set is empty")
     return {metric.name: value / count for metric, value in zip(metrics, sums.tolist(), strict=True)}
+
+
+LOG2_E = 1.4426950408889634  # bits per nat, 1 / ln 2
+
+
+def _bits_sum(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return _cross_entropy_sum(outputs, targets) * LOG2_E
+
+
+# The cross-entropy in bits, per token position: bits per character for a character vocabulary, bits per
+# token for any other (a BPE token spans several characters, so its bits are not comparable per character).
+BITS_PER_CHAR = Metric("bits_per_char", False, _bits_sum)
+BITS_PER_TOKEN = Metric("bits_per_token", False, _bits_sum)
