@@ -1,4 +1,4 @@
-"""A rich progress bar for a training run: progress, loss, quality, samples/s and ETA."""
+"""A rich progress bar for a training run: progress, loss, quality, samples/s (tokens/s for token data) and ETA."""
 
 from __future__ import annotations
 
@@ -60,7 +60,10 @@ class ProgressBar(Callback):
         if state.curve and self.metric in state.curve[-1].metrics:
             parts.append(f"{self.metric} {state.curve[-1].metrics[self.metric]:.4f}")
         if clock.train_seconds > 0:
-            parts.append(f"{clock.samples / clock.train_seconds:,.0f} samples/s")
+            if clock.tokens > 0:  # token data: tokens are the throughput that compares across context lengths
+                parts.append(f"{clock.tokens / clock.train_seconds:,.0f} tokens/s")
+            else:
+                parts.append(f"{clock.samples / clock.train_seconds:,.0f} samples/s")
             if progress > 0:
                 parts.append(f"ETA {clock.train_seconds * (1 - progress) / progress:,.0f}s")
         self._progress.update(self._task, completed=progress, stats="  ".join(parts))
