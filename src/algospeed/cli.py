@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -19,6 +18,7 @@ from algospeed.errors import AlgospeedError, UsageError, usage_error_from_valida
 from algospeed.profile.cli import bottlenecks_command, profile_command
 from algospeed.study.cli import compare_command, report_command, study_command
 from algospeed.taxonomy.cli import app as taxonomy_app
+from algospeed.terminal import output_console
 
 app = typer.Typer(
     name="algospeed",
@@ -37,8 +37,8 @@ methods_app = typer.Typer(
     help="The implemented speedup methods and their cards.", invoke_without_command=True, add_completion=False
 )
 app.add_typer(methods_app, name="methods")
-console = Console()
-err_console = Console(stderr=True)
+console = output_console()
+err_console = output_console(stderr=True)
 
 
 @app.command("workloads")
@@ -90,7 +90,7 @@ def methods_command(ctx: typer.Context, plugin: PluginOption = None) -> None:
 
     table = Table(title="methods")
     for column in ("name", "where", "what", "how", "when", "data", "summary"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", no_wrap=column == "name")
     for name in METHODS.names():
         cls = method_class(name)
         place = cls.place

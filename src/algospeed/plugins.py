@@ -154,6 +154,16 @@ def check_plugins(recorded: dict[str, str]) -> None:
             )
 
 
+def unload_plugin(text: str) -> None:
+    """Forget a plugin and everything it registered (a notebook or a test that loaded one)."""
+    ref = resolve_ref(text)
+    for registry in REGISTRIES:
+        registry.remove_origin(ref)
+    _LOADED.pop(ref, None)
+    if is_file_ref(ref):
+        sys.modules.pop(_module_name(ref), None)
+
+
 def fingerprint(plugins: Sequence[Plugin]) -> dict[str, str]:
     """ref -> sha256, as runs and studies record them."""
     return {plugin.ref: plugin.sha256 for plugin in plugins}

@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 
 from algospeed import __version__
 from algospeed.core.callback import Callback
 from algospeed.core.files import write_json_atomic, write_text_atomic
 from algospeed.core.result import CurvePoint, RunResult, curve_jsonl
 from algospeed.core.state import State
-from algospeed.errors import UsageError
+from algospeed.errors import UsageError, usage_error_from_validation
 from algospeed.run_spec import RunSpec
 from algospeed.workloads.registry import get_workload
 
@@ -45,8 +46,8 @@ class RunDirectory:
             raise UsageError(f"nothing to resume: {self.config} does not exist")
         try:
             return RunSpec.model_validate_json(self.config.read_text())
-        except ValueError as error:
-            raise UsageError(f"{self.config} is not a valid run config: {error}") from None
+        except ValidationError as error:
+            raise usage_error_from_validation(error, f"run config {self.config}") from None
 
     def start(self, spec: RunSpec, replace: bool = False) -> None:
         """Create the folder (after everything was validated), replacing a previous run if asked."""

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from algospeed.cli_options import PluginOption, load_cli_plugins
 from algospeed.errors import UsageError
+from algospeed.terminal import output_console
 
 
 def profile_command(
@@ -91,7 +91,7 @@ def profile_command(
     except ValidationError as error:
         raise usage_error_from_validation(error, "profile settings") from None
     chosen = get_workload(spec.workload)
-    err = Console(stderr=True)
+    err = output_console(stderr=True)
     if not json_output:
         err.print(f"profiling {spec.workload}: {steps} steps, measuring {skip + warmup}..{steps - 1}", highlight=False)
     trainer = build_trainer(spec)
@@ -117,7 +117,7 @@ def profile_command(
             payload["trace"] = str(trace)
         typer.echo(json.dumps(payload, indent=2))
         return
-    console = Console()
+    console = output_console()
     print_profile(profile, console, title=f"profile of {spec.workload}" + (f" with {methods}" if methods else ""))
     if trace is not None:
         console.print(f"\ntrace: {trace} (open in https://ui.perfetto.dev or chrome://tracing)", highlight=False)
@@ -145,7 +145,7 @@ def bottlenecks_command(
     grid = Grid.parse(costs=costs, workers=workers, echo=echo, steps=steps, skip=skip)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a folder")
-    err = Console(stderr=True)
+    err = output_console(stderr=True)
     result = run_grid(
         workload,
         grid,
@@ -154,6 +154,6 @@ def bottlenecks_command(
         progress=lambda line: err.print(line, highlight=False, markup=False),
     )
     paths = write_outputs(result, out)
-    console = Console()
+    console = output_console()
     console.print(result.markdown(), markup=False, highlight=False, soft_wrap=True)
     console.print(f"wrote {', '.join(str(path) for path in paths)}", highlight=False)

@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from algospeed.cli_options import PluginOption
 from algospeed.core.settings import parse_key_values
+from algospeed.terminal import output_console
 
-console = Console()
+console = output_console()
 
 
 def study_command(

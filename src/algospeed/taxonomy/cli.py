@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from algospeed.errors import UsageError
 from algospeed.taxonomy.catalogue import packaged_catalogue
@@ -21,6 +20,7 @@ from algospeed.taxonomy.figure import heatmap
 from algospeed.taxonomy.queries import DEFAULT_THRESHOLD, gaps, select, similar
 from algospeed.taxonomy.render import entries_table, gaps_tables, grid_table, similar_table
 from algospeed.taxonomy.schema import Entry
+from algospeed.terminal import output_console
 
 app = typer.Typer(
     name="taxonomy",
@@ -56,7 +56,7 @@ def overview(
     ctx.obj = chosen
     if ctx.invoked_subcommand is not None:
         return
-    console = Console()
+    console = output_console()
     if show_gaps:
         for table in gaps_tables(gaps(chosen, threshold)):
             console.print(table)
@@ -84,7 +84,7 @@ def export_command(
     if not out.parent.is_dir():
         raise UsageError(f"output folder {out.parent} does not exist")
     out.write_text(text, encoding="utf-8")
-    Console().print(f"wrote {len(entries)} methods to {out}")
+    output_console().print(f"wrote {len(entries)} methods to {out}")
 
 
 @app.command("figure")
@@ -94,7 +94,7 @@ def figure_command(
 ) -> None:
     """Draw the (filtered) where x what grid as a PNG heatmap."""
     entries: list[Entry] = ctx.obj
-    Console().print(f"wrote {heatmap(entries, out)}")
+    output_console().print(f"wrote {heatmap(entries, out)}")
 
 
 @app.command("similar")
@@ -105,4 +105,4 @@ def similar_command(
 ) -> None:
     """List the methods sharing a method's place or mechanism, most overlap first."""
     target = packaged_catalogue().entry(name)
-    Console().print(similar_table(target, similar(ctx.obj, target, limit)))
+    output_console().print(similar_table(target, similar(ctx.obj, target, limit)))
