@@ -1,8 +1,17 @@
 """Every method's transformation as a plain function, for users with their own training loop.
 
-    from algospeed.functional import apply_blurpool, mixup_batch, smooth_labels
-    model = apply_blurpool(model)
-    inputs, targets = mixup_batch(inputs, targets, alpha=0.2, generator=g)
+    >>> import torch
+    >>> from torch import nn
+    >>> from algospeed.functional import apply_blurpool, mixup_batch, smooth_labels
+    >>> model = nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU(), nn.Conv2d(16, 16, 3, stride=2))
+    >>> apply_blurpool(model)  # in place; returns how many layers it made anti-aliased
+    1
+    >>> inputs, targets = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 1])
+    >>> mixed, soft = mixup_batch(inputs, targets, classes=3, alpha=0.2, generator=torch.Generator().manual_seed(0))
+    >>> mixed.shape, soft.shape  # mixed inputs and mixed label probabilities
+    (torch.Size([4, 3, 8, 8]), torch.Size([4, 3]))
+    >>> smooth_labels(torch.tensor([2]), classes=3, smoothing=0.3)
+    tensor([[0.1000, 0.1000, 0.8000]])
 
 Each function is the one its `Method` plug-in uses; see `algospeed methods show NAME` for the card.
 """

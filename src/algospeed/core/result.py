@@ -56,7 +56,7 @@ class RunResult:
             "stop_reason": self.stop_reason.value,
             "budget": self.budget,
             "points": len(self.points),
-            "final": self.final.to_dict(),
+            "final": self.points[-1].to_dict() if self.points else None,
         }
 
 

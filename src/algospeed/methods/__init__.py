@@ -1,11 +1,13 @@
 """The speedup methods, by name, for your own `Trainer`:
 
-    from algospeed import methods
-    trainer = Trainer(model, data, optimizer=..., budget="10ep",
-                      callbacks=methods.build_all("progressive_resizing,label_smoothing:smoothing=0.05"))
-    ema = methods.build("ema", half_life=0.05)
+    >>> from algospeed import methods
+    >>> stack = methods.build_all("progressive_resizing,label_smoothing:smoothing=0.05")
+    >>> [method.key for method in stack]
+    ['progressive_resizing', 'label_smoothing']
+    >>> methods.build("ema", half_life=0.05).half_life
+    0.05
 
-Settings are checked against each method's declared ones (`algospeed methods show NAME`), and an
+and then `Trainer(model, data, optimizer=..., budget="10ep", callbacks=stack)`. Settings are checked against each method's declared ones (`algospeed methods show NAME`), and an
 unknown name or setting is a `UsageError` naming the valid ones.
 """
 

@@ -2,9 +2,14 @@
 measured or datasheet peak, peak memory, a verdict (data-, overhead-, compute-, memory- or
 communication-bound) and advice drawn from the taxonomy.
 
-    profiler = Profiler(ProfileSchedule(skip_first=10, warmup=2, active=50)).attach(trainer)
-    trainer.fit()
-    profile = profiler.report()          # profile.rows(), profile.mfu, profile.verdict
+    >>> from algospeed.profile import Profiler, ProfileSchedule
+    >>> from algospeed.run_spec import RunSpec, build_trainer
+    >>> trainer = build_trainer(RunSpec(workload="digits", budget="30ba", device="cpu"))
+    >>> profiler = Profiler(ProfileSchedule(skip_first=5, warmup=2, active=20)).attach(trainer)
+    >>> _ = trainer.fit()
+    >>> profile = profiler.report()
+    >>> len(profile.steps), profile.verdict.kind in ("data-bound", "overhead-bound", "compute-bound", "memory-bound")
+    (20, True)
 
 `algospeed profile` and `algospeed bottlenecks` are the command-line faces (`profile.cli`).
 """

@@ -1,7 +1,11 @@
 """The registry of workloads, by name: the built-in ones and any a plugin registers.
 
-    from algospeed.workloads.registry import register_workload
-    register_workload(Workload(name="mine", ...))
+    >>> from algospeed.workloads.registry import get_workload, register_workload
+    >>> digits = get_workload("digits")
+    >>> digits.kind(), digits.metric.name, digits.optimizer.name
+    (<DataKind.IMAGES: 'images'>, 'accuracy', 'sgd')
+
+A plugin calls `register_workload(Workload(name="mine", ...))` (see README "Bring your own").
 
 `get_workload` is the one lookup everything uses (CLI, run specs, studies, profiles).
 """
