@@ -38,6 +38,8 @@ from algospeed.methods.model.progressive_growing import grow
 from algospeed.methods.model.squeeze_excite import apply_squeeze_excite
 from algospeed.methods.model.stochastic_depth import apply_stochastic_depth
 from algospeed.methods.model.weight_standardization import apply_weight_standardization
+from algospeed.methods.optimization.ademamix import ademamix, ademamix_schedule
+from algospeed.methods.optimization.cautious import cautious
 from algospeed.methods.optimization.ema import averaged_copy, ema_update
 from algospeed.methods.optimization.gradient_clipping import adaptive_clip_grad_, clip_gradients
 from algospeed.methods.optimization.label_smoothing import smooth_labels
@@ -45,8 +47,13 @@ from algospeed.methods.optimization.lamb import lamb
 from algospeed.methods.optimization.lars import lars
 from algospeed.methods.optimization.lion import lion
 from algospeed.methods.optimization.lookahead import lookahead
+from algospeed.methods.optimization.muon import hidden_matrices, muon
+from algospeed.methods.optimization.normuon import normuon
+from algospeed.methods.optimization.prodigy import prodigy
 from algospeed.methods.optimization.sam import sharpness_aware_gradients
 from algospeed.methods.optimization.schedule_free import schedule_free
+from algospeed.methods.optimization.shampoo import shampoo
+from algospeed.methods.optimization.soap import soap
 from algospeed.methods.optimization.swa import recompute_batchnorm, swa_update
 from algospeed.methods.shared.schedules import Cosine, OneCycle, StepDecay, WarmupStableDecay
 from algospeed.methods.shared.scoring import el2n, proxy_scores
@@ -58,6 +65,8 @@ __all__ = [
     "StepDecay",
     "WarmupStableDecay",
     "adaptive_clip_grad_",
+    "ademamix",
+    "ademamix_schedule",
     "apply_blurpool",
     "apply_ghost_batchnorm",
     "apply_low_rank",
@@ -67,6 +76,7 @@ __all__ = [
     "averaged_copy",
     "batch_to_channels_last",
     "bf16_autocast",
+    "cautious",
     "clip_gradients",
     "colout_batch",
     "curriculum_ranking",
@@ -76,12 +86,16 @@ __all__ = [
     "ema_update",
     "freeze_layers",
     "grow",
+    "hidden_matrices",
     "lamb",
     "lars",
     "lion",
     "lookahead",
     "mixup_batch",
+    "muon",
+    "normuon",
     "pacing_fraction",
+    "prodigy",
     "progressive_resize",
     "proxy_scores",
     "prune_indices",
@@ -90,8 +104,10 @@ __all__ = [
     "recompute_batchnorm",
     "schedule_free",
     "selective_backprop_batch",
+    "shampoo",
     "sharpness_aware_gradients",
     "smooth_labels",
+    "soap",
     "swa_update",
     "to_channels_last",
 ]
