@@ -69,7 +69,3 @@ class ProfileSchedule:
     def active_steps(self, total: int) -> list[int]:
         """The steps (0-based) measured in a run of `total` steps."""
         return [step for step in range(total) if self.action(step) is Action.ACTIVE]
-
-    def needs(self) -> int:
-        """Steps a run needs for the whole schedule (or its first cycle when it repeats forever)."""
-        return self.skip_first + self.cycle * max(self.repeat, 1)

@@ -64,7 +64,6 @@ class EchoingLoader:
         self.inner = inner
         self.factor = factor
         self.position = position or EchoPosition()
-        self.batches_loaded = 0
 
     @property
     def batch_size(self) -> int:
@@ -123,7 +122,6 @@ class EchoingLoader:
     def _repeat(self, batch: Batch, epoch: int, inner_start: int, first: int, offset: int) -> Iterator[Batch]:
         """Yield `batch` for repeats `first`..factor-1, recording after each where the next one starts;
         returns the echoed offset reached."""
-        self.batches_loaded += 1
         length, position = batch.samples, self.position
         for index in range(first, self.factor):
             offset += length
