@@ -124,7 +124,8 @@ def test_muon_steps_the_hidden_matrix_by_orthogonalized_nesterov_momentum_and_th
     # Without Nesterov the second step would differ by far more than the tolerance.
     plain = (1 - lr * wd) * w - scale * orthogonalized(b2)
     assert (plain - w2).abs().max() > 0.3 * scale
-    assert set(optimizer.parts) == {"matrices", "adamw"} and isinstance(optimizer.parts["matrices"], torch.optim.Muon)
+    assert set(optimizer.parts) == {"matrices", "adamw"}
+    assert isinstance(optimizer.parts["matrices"], getattr(torch.optim, "Muon", NewtonSchulzMuon))
 
 
 def test_muon_flattens_a_convolution_kernel_whatever_its_memory_format() -> None:
