@@ -13,7 +13,36 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import (
+    FlopCounterMode,
+    flop_registry,
+    register_flop_formula,
+    sdpa_backward_flop_count,
+    sdpa_flop_count,
+)
+
+
+def _register_cpu_attention() -> None:
+    """Teach `FlopCounterMode` the CPU kernels of `scaled_dot_product_attention` (it knows only the CUDA
+    ones, so attention on the CPU counted zero FLOPs). Like torch's own formulas, causal masking is not
+    discounted: the kernels compute the whole score matrix."""
+    aten = torch.ops.aten
+    forward = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    backward = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
+    if forward is not None and forward not in flop_registry:
+
+        @register_flop_formula(forward)
+        def _forward(query: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> int:
+            return sdpa_flop_count(query, key, value)
+
+    if backward is not None and backward not in flop_registry:
+
+        @register_flop_formula(backward)
+        def _backward(grad: Any, query: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> int:
+            return sdpa_backward_flop_count(grad, query, key, value)
+
+
+_register_cpu_attention()
 
 
 def shape_signature(value: Any) -> Any:
