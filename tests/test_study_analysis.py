@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import stats
 
 from algospeed.core.currency import Currency
 from algospeed.core.result import CurvePoint, RunResult
@@ -24,13 +26,16 @@ from algospeed.study.analysis import (
     frontier_by_arm,
     pareto_frontier,
     performance_profile,
+    seeds_to_resolve,
     speedup,
     speedup_curve,
     time_to_target,
     times_to_target,
     tradeoff_curve,
     tradeoff_curves,
+    welch_log,
 )
+from algospeed.study.fairness import significance
 from algospeed.study.records import ReferenceCost, RunRecord
 
 REF = ReferenceCost(per_step=0.5, per_flop=2e-9)
@@ -320,20 +325,93 @@ def test_cost_to_quality_takes_the_cheapest_run_of_the_seed() -> None:
 
 
 def test_speedup_hand_example() -> None:
-    # Baseline seeds reach 0.5 at 100 and 200 steps (mean 150); the arm at 50 and 100 (mean 75): 2x.
-    baseline = [record([0.1, 0.5], steps=[50, 100], seed=0), record([0.1, 0.5], steps=[100, 200], seed=1)]
-    arm = [record([0.5], steps=[50], arm="fast", seed=0), record([0.5], steps=[100], arm="fast", seed=1)]
-    result = speedup(baseline, arm, 0.5, "steps", n_boot=500)
+    # Baseline seeds reach 0.5 at 100, 200 and 400 steps; the arm at 50, 100 and 200: geometric means 200 and 100, 2x.
+    baseline = [record([0.1, 0.5], steps=[c // 2, c], seed=s) for s, c in enumerate([100, 200, 400])]
+    arm = [record([0.5], steps=[c], arm="fast", seed=s) for s, c in enumerate([50, 100, 200])]
+    result = speedup(baseline, arm, 0.5, "steps")
     assert result.estimate == pytest.approx(2.0)
-    assert (result.n_baseline, result.n_arm, result.reached_baseline, result.reached_arm) == (2, 2, 2, 2)
-    assert not result.censored
-    # Bootstrap ratios range over {100, 150, 200} / {50, 75, 100}: within [1, 4].
-    assert 1.0 <= result.low <= result.estimate <= result.high <= 4.0
-    assert speedup(baseline, arm, 0.5, "steps", n_boot=500, rng_seed=7) == speedup(
-        baseline, arm, 0.5, "steps", n_boot=500, rng_seed=7
+    assert (result.n_baseline, result.n_arm, result.reached_baseline, result.reached_arm) == (3, 3, 3, 3)
+    assert not result.censored and result.censoring_bias is None and result.interval_note is None
+    assert result.method == "Welch t-interval on log cost, 3 vs 3 seeds" and result.level == 0.95
+    # Log costs are log 100 + {0, 1, 2} * log 2 and log 50 + the same: each side's sample variance is (log 2)^2, so
+    # se = log 2 * sqrt(2 / 3), Welch's df = (2v)^2 / (2 v^2 / 2) = 4 and t = log 2 / se = sqrt(3 / 2).
+    se = math.log(2) * math.sqrt(2 / 3)
+    half = stats.t.ppf(0.975, 4) * se
+    assert (result.low, result.high) == pytest.approx((2 * math.exp(-half), 2 * math.exp(half)), rel=1e-12)
+    assert result.p_value == pytest.approx(2 * stats.t.sf(math.sqrt(1.5), 4), rel=1e-12)
+    assert result.p_faster == pytest.approx(stats.t.sf(math.sqrt(1.5), 4), rel=1e-12)
+    assert result.sd_log == pytest.approx(math.log(2))
+    assert not result.significant() and not result.significant(one_sided=True)
+    assert result.significant(alpha=0.3) and result.significant(alpha=0.15, one_sided=True)
+    narrower = speedup(baseline, arm, 0.5, "steps", level=0.5)
+    assert result.low < narrower.low < narrower.high < result.high and narrower.p_value == result.p_value
+    # Below 3 seeds a side only the estimate is given, and it says why.
+    no_ci = speedup(baseline[:2], arm[:2], 0.5, "steps")
+    assert no_ci.estimate == pytest.approx(2.0)
+    assert (no_ci.low, no_ci.high, no_ci.p_value, no_ci.p_faster) == (None, None, None, None)
+    assert no_ci.interval_note == "needs at least 3 seeds per arm" and not no_ci.significant(alpha=0.99)
+    assert no_ci.method == "ratio of geometric means, 2 vs 2 seeds: no interval"
+    one_side_short = speedup(baseline, arm[:1], 0.5, "steps")
+    assert one_side_short.low is None and one_side_short.interval_note == "needs at least 3 seeds per arm"
+    assert one_side_short.estimate == pytest.approx(200 / 50)
+    with pytest.raises(UsageError, match="level"):
+        speedup(baseline, arm, 0.5, "steps", level=1.0)
+    with pytest.raises(UsageError, match="alpha"):
+        result.significant(alpha=0.0)
+
+
+def test_speedup_without_spread_or_at_zero_cost_gives_no_interval() -> None:
+    same = [record([0.5], steps=[100], seed=s) for s in range(3)]
+    flat = speedup(same, [dataclasses.replace(r, arm="x") for r in same], 0.5, "steps")
+    assert flat.estimate == 1.0 and flat.low is None and flat.p_value is None and flat.sd_log == pytest.approx(0.0)
+    assert flat.interval_note == "no spread between seeds on either side: an interval would have zero width"
+    # The first evaluation, at step 0, already reaches the quality: cost 0, whose log is undefined.
+    free = [record([0.5], steps=[0], arm="x", seed=s) for s in range(3)]
+    zero = speedup(same, free, 0.5, "steps")
+    assert zero.estimate == math.inf and zero.low is None and zero.sd_log is None
+    assert zero.interval_note == "a seed reached the quality at zero cost: log cost is undefined"
+    assert speedup([dataclasses.replace(r, arm="base") for r in free], free, 0.5, "steps").estimate == 1.0
+
+
+def test_welch_log_matches_scipy_and_broadcasts() -> None:
+    rng = np.random.default_rng(3)
+    for n_base, n_arm, level in [(3, 3, 0.95), (3, 5, 0.9), (6, 4, 0.99), (2, 2, 0.8)]:
+        base = np.exp(rng.normal(1.0, 0.3, size=(50, n_base)))
+        arm = np.exp(rng.normal(0.5, rng.uniform(0.05, 0.6), size=(50, n_arm)))
+        test = welch_log(base, arm, level)
+        two = stats.ttest_ind(np.log(base), np.log(arm), axis=-1, equal_var=False)
+        one = stats.ttest_ind(np.log(base), np.log(arm), axis=-1, equal_var=False, alternative="greater")
+        interval = two.confidence_interval(level)
+        assert test.low == pytest.approx(np.exp(interval.low), rel=1e-9)
+        assert test.high == pytest.approx(np.exp(interval.high), rel=1e-9)
+        assert test.p_value == pytest.approx(two.pvalue, rel=1e-9)
+        assert test.p_faster == pytest.approx(one.pvalue, rel=1e-9)
+        assert test.df == pytest.approx(two.df, rel=1e-9)
+        row = welch_log(base[7], arm[7], level)
+        assert float(row.low) == pytest.approx(test.low[7], rel=1e-12)
+    # No spread on either side (also when the costs differ only by rounding), and a zero cost.
+    undefined = welch_log(
+        [[1.0, 1.0, 1.0], [0.3, 0.3, 0.3], [0.0, 1.0, 2.0]], [[2.0, 2.0, 2.0], [0.1 * 3, 0.3, 0.3], [1.0, 2.0, 3.0]]
     )
-    no_ci = speedup(baseline, arm, 0.5, "steps", n_boot=0)
-    assert no_ci.estimate == pytest.approx(2.0) and no_ci.low is None and no_ci.high is None
+    assert np.isnan(undefined.low).all() and np.isnan(undefined.p_value).all()
+    with pytest.raises(UsageError, match="2 seeds"):
+        welch_log([1.0, 2.0, 3.0], [1.0])
+    with pytest.raises(UsageError, match="level"):
+        welch_log([1.0, 2.0], [1.0, 2.0], level=0.0)
+
+
+def test_seeds_to_resolve() -> None:
+    # Normal approximation 2 * ((1.96 + 0.84) * 0.2 / log 1.2)^2 = 18.9; the t correction adds one seed.
+    assert seeds_to_resolve(0.2) == 20
+    assert seeds_to_resolve(0.2, ratio=1 / 1.2) == 20
+    assert seeds_to_resolve(0.0) == 3 and seeds_to_resolve(0.01, ratio=2.0) == 3
+    counts = [seeds_to_resolve(sd) for sd in (0.05, 0.1, 0.2, 0.4)]
+    assert counts == sorted(counts) and counts[-1] > 3 * counts[-2]
+    assert seeds_to_resolve(0.2, level=0.99) > 20 > seeds_to_resolve(0.2, power=0.5)
+    assert seeds_to_resolve(0.2, ratio=1.5) < 20
+    for args in [(-0.1,), (math.nan,), (0.1, 1.0), (0.1, -2.0), (0.1, 1.2, 1.0), (0.1, 1.2, 0.95, 0.0)]:
+        with pytest.raises(UsageError):
+            seeds_to_resolve(*args)
 
 
 def test_speedup_censoring_rule() -> None:
@@ -344,17 +422,38 @@ def test_speedup_censoring_rule() -> None:
         record([0.5], steps=[50], arm="x", seed=1),
         record([0.2, 0.4], steps=[40, 80], arm="x", seed=2),
     ]
-    result = speedup(baseline, arm, 0.5, "steps", n_boot=200)
+    result = speedup(baseline, arm, 0.5, "steps")
     assert result.reached_arm == 2 and result.censored
-    assert result.estimate == pytest.approx(100 / 60)
+    assert result.estimate == pytest.approx(100 / (50 * 50 * 80) ** (1 / 3))
+    # The interval treats the stand-in as a cost; it is below the seed's true cost, so the arm looks cheaper.
+    assert result.low < result.estimate < result.high
+    assert result.censoring_bias == "high"
+    assert result.interval_note == (
+        "1 of 3 arm seed(s) never reached the quality and stand in at their budget cost: "
+        "the speedup and its interval are biased high"
+    )
     # With only one of three arm seeds reaching it, no speedup is claimed.
     arm_mostly_failing = [arm[0], dataclasses.replace(arm[1], status="diverged"), arm[2]]
-    none = speedup(baseline, arm_mostly_failing, 0.5, "steps", n_boot=200)
-    assert none.estimate is None and none.low is None and none.high is None
+    none = speedup(baseline, arm_mostly_failing, 0.5, "steps")
+    assert none.estimate is None and none.low is None and none.high is None and none.p_value is None
     assert none.reached_arm == 1 and none.n_arm == 3
+    assert none.interval_note == "fewer than half of the arm seeds reached the quality"
     # The same holds when the baseline is the side that mostly misses.
     flipped = speedup(arm_mostly_failing, [dataclasses.replace(r, arm="y") for r in baseline], 0.5, "steps")
     assert flipped.estimate is None and flipped.reached_baseline == 1
+    # A censored baseline biases the speedup low; censoring on both sides, in no known direction.
+    low = speedup(
+        [dataclasses.replace(r, arm="b") for r in arm],
+        [dataclasses.replace(r, arm="y") for r in baseline],
+        0.5,
+        "steps",
+    )
+    assert low.censoring_bias == "low" and low.interval_note.endswith("biased low") and low.low is not None
+    both = speedup([dataclasses.replace(r, arm="b") for r in arm], arm, 0.5, "steps")
+    assert both.censoring_bias == "unknown" and both.interval_note == (
+        "1 of 3 baseline seed(s) and 1 of 3 arm seed(s) never reached the quality and stand in at their budget "
+        "cost: the direction of the bias is unknown"
+    )
 
 
 def test_speedup_rejects_mixed_arms_and_metrics() -> None:
@@ -385,12 +484,19 @@ def test_speedup_of_an_arm_against_itself_is_one(curves: list[list[float]], wher
     runs = _runs(curves, "base")
     finals = sorted(curve[-1] for curve in curves)
     quality = finals[0] * where  # reached by every seed
-    result = speedup(runs, runs, quality, currency, REF, n_boot=300)
-    assert result.estimate == 1.0
-    assert result.low <= 1.0 <= result.high
-    # Also when some seeds are censored, as long as the estimate is given.
-    partial = speedup(runs, runs, finals[len(finals) // 2], currency, REF, n_boot=300)
-    assert partial.estimate == 1.0 and partial.low <= 1.0 <= partial.high
+    # Also when some seeds are censored (the median final), as long as the estimate is given.
+    for result in (
+        speedup(runs, runs, quality, currency, REF),
+        speedup(runs, runs, finals[len(finals) // 2], currency, REF),
+    ):
+        assert result.estimate == 1.0
+        if len(curves) < 3:
+            assert result.low is None and result.interval_note == "needs at least 3 seeds per arm"
+        elif result.low is None:  # every seed cost the same
+            assert result.interval_note.startswith("no spread") and result.sd_log == pytest.approx(0.0, abs=1e-12)
+        else:
+            assert result.low < 1.0 < result.high and result.low == pytest.approx(1 / result.high)
+            assert result.p_value == 1.0 and result.p_faster == 0.5
 
 
 @given(
@@ -405,11 +511,16 @@ def test_scaling_an_arms_costs_scales_its_speedup_inversely(
     base: list[list[float]], arm: list[list[float]], factor: float, currency: str, quality: float
 ) -> None:
     baseline_runs, arm_runs = _runs(base, "base"), _runs(arm, "arm")
-    original = speedup(baseline_runs, arm_runs, quality, currency, REF, n_boot=200)
-    cheaper = speedup(baseline_runs, [scaled(r, factor) for r in arm_runs], quality, currency, REF, n_boot=200)
+    original = speedup(baseline_runs, arm_runs, quality, currency, REF)
+    cheaper = speedup(baseline_runs, [scaled(r, factor) for r in arm_runs], quality, currency, REF)
     assert (original.estimate is None) == (cheaper.estimate is None)
+    assert (original.low is None) == (cheaper.low is None) and original.interval_note == cheaper.interval_note
     if original.estimate is not None and math.isfinite(original.estimate) and original.estimate > 0:
         assert cheaper.estimate == pytest.approx(original.estimate / factor, rel=1e-9)
+        # The noise, each side's spread of log cost around its own mean, does not change with scale.
+        assert (cheaper.sd_log is None) == (original.sd_log is None)
+        assert original.sd_log is None or cheaper.sd_log == pytest.approx(original.sd_log, rel=1e-9, abs=1e-12)
+    if original.low is not None:
         assert cheaper.low == pytest.approx(original.low / factor, rel=1e-9)
         assert cheaper.high == pytest.approx(original.high / factor, rel=1e-9)
 
@@ -418,10 +529,11 @@ def test_speedup_curve_follows_quality() -> None:
     baseline = [record([0.2, 0.4, 0.6, 0.8], steps=[100, 200, 300, 400], seed=s) for s in range(2)]
     # The arm learns at the same rate per step at first but costs half as much per step.
     arm = [scaled(dataclasses.replace(r, arm="fast"), 0.5) for r in baseline]
-    curve = speedup_curve(baseline, arm, [0.3, 0.5, 0.7, 0.9], "steps", n_boot=100)
+    curve = speedup_curve(baseline, arm, [0.3, 0.5, 0.7, 0.9], "steps", level=0.9)
     assert [s.quality for s in curve] == [0.3, 0.5, 0.7, 0.9]
     assert [s.estimate for s in curve[:3]] == pytest.approx([2.0, 2.0, 2.0])
     assert curve[3].estimate is None and curve[3].reached_baseline == 0
+    assert curve == [speedup(baseline, arm, q, "steps", level=0.9) for q in [0.3, 0.5, 0.7, 0.9]]
 
 
 # --- performance profiles and the AlgoPerf score ---------------------------------------------------------------
@@ -506,21 +618,48 @@ def test_arm_summary_and_times_to_target() -> None:
         records.append(record([0.2, 0.4], steps=[50, 100], arm="base", budget="100ba", seed=seed))
         records.append(record([0.3, 0.6], steps=[50, 100], arm="fast", budget="100ba", seed=seed))
     records[-1] = dataclasses.replace(records[-1], status="diverged")  # fast, seed 2
-    summary = arm_summary(records, "base", 0.5, "steps", n_boot=200)
+    summary = arm_summary(records, "base", 0.5, "steps")
     base, fast = summary["base"], summary["fast"]
     assert [b.budget for b in base.budgets] == ["100ba", "200ba"]
     short, long = base.budgets
     assert short.median_time_to_target is None and short.reached == 0 and short.n_seeds == 3
     assert long.median_time_to_target == pytest.approx(200 * 2 / 3 + 100 / 3)  # 0.5 is 2/3 of the way from 0.3
     assert long.reached == 3 and base.reached == 3
-    assert base.speedup.estimate == 1.0
+    assert base.speedup.estimate == 1.0 and base.speedup.sd_log == pytest.approx(0.0) and base.speedup.low is None
+    assert base.seeds_needed == 3 and base.resolve_ratio == 1.2
     (fast_budget,) = fast.budgets
     assert fast_budget.reached == 2 and fast_budget.n_seeds == 3
     assert fast_budget.median_time_to_target == pytest.approx(100 * 2 / 3 + 50 / 3)
-    # fast seed 2 diverged: it stands in at its 100 steps; baseline mean 166.7 over fast mean (83.3 + 83.3 + 100) / 3.
+    # fast seed 2 diverged: it stands in at its 100 steps; baseline 166.7 over the geometric mean of 83.3, 83.3, 100.
     base_cost, fast_cost = 500 / 3, 250 / 3
-    assert fast.speedup.estimate == pytest.approx(base_cost / ((2 * fast_cost + 100) / 3))
-    assert fast.speedup.reached_arm == 2
+    assert fast.speedup.estimate == pytest.approx(base_cost / (fast_cost**2 * 100) ** (1 / 3))
+    assert fast.speedup.reached_arm == 2 and fast.speedup.censoring_bias == "high"
+    assert fast.speedup.low < fast.speedup.estimate < fast.speedup.high
+    fast_logs = np.log([fast_cost, fast_cost, 100])
+    assert fast.speedup.sd_log == pytest.approx(math.sqrt(((fast_logs - fast_logs.mean()) ** 2).sum() / 4))
+    assert fast.seeds_needed == seeds_to_resolve(fast.speedup.sd_log, 1.2, 0.95)
+    wider = arm_summary(records, "base", 0.5, "steps", level=0.99, resolve_ratio=1.1)["fast"]
+    assert wider.speedup.low < fast.speedup.low and wider.resolve_ratio == 1.1
+    assert wider.seeds_needed == seeds_to_resolve(fast.speedup.sd_log, 1.1, 0.99) > fast.seeds_needed
     assert times_to_target(records, 0.5, "steps") == pytest.approx({"base": base_cost, "fast": fast_cost})
     with pytest.raises(UsageError, match="baseline"):
         arm_summary(records, "nope", 0.5, "steps")
+
+
+def test_the_significance_rule_needs_three_seeds_and_an_interval_excluding_one() -> None:
+    # The rule reads only the baseline's name and the summaries; the rest of StudyFacts does not matter here.
+    def warnings(base_costs: list[int], arm_costs: list[int]) -> list[str]:
+        records = [record([0.5], steps=[c], arm="baseline", seed=s) for s, c in enumerate(base_costs)]
+        records += [record([0.5], steps=[c], arm="smooth", seed=s) for s, c in enumerate(arm_costs)]
+        summaries = arm_summary(records, "baseline", 0.5, "steps")
+        return significance(SimpleNamespace(spec=SimpleNamespace(baseline="baseline"), summaries=summaries))
+
+    assert warnings([100, 110, 120], [50, 55, 60]) == []
+    (overlap,) = warnings([100, 150, 200], [90, 140, 210])
+    assert "that includes 1: no speedup can be claimed" in overlap
+    (few,) = warnings([100, 110], [50, 55])
+    assert few == "arm 'smooth': speedup 2.00x: no speedup can be claimed: fewer than 3 seeds"
+    (flat,) = warnings([100, 100, 100], [50, 50, 50])
+    assert flat.endswith(
+        "no speedup can be claimed: no spread between seeds on either side: an interval would have zero width"
+    )

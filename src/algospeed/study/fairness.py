@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from algospeed.study.analysis import ArmSummary
+from algospeed.study.analysis import MIN_INTERVAL_SEEDS, ArmSummary
 from algospeed.study.judging import Judging
 from algospeed.study.spec import StudySpec
 from algospeed.study.store import StoredRun
@@ -107,9 +107,13 @@ def significance(facts: StudyFacts) -> list[str]:
     warnings = []
     for arm, summary in facts.summaries.items():
         result = summary.speedup
-        if arm == facts.spec.baseline or result.estimate is None or result.low is None or result.high is None:
+        if arm == facts.spec.baseline or result.estimate is None:
             continue
-        if result.low <= 1.0 <= result.high:
+        if result.low is None or result.high is None:
+            few = min(result.n_baseline, result.n_arm) < MIN_INTERVAL_SEEDS
+            reason = f"fewer than {MIN_INTERVAL_SEEDS} seeds" if few else result.interval_note
+            warnings.append(f"arm {arm!r}: speedup {result.estimate:.2f}x: no speedup can be claimed: {reason}")
+        elif result.low <= 1.0 <= result.high:
             warnings.append(
                 f"arm {arm!r}: speedup {result.estimate:.2f}x has a confidence interval "
                 f"[{result.low:.2f}, {result.high:.2f}] that includes 1: no speedup can be claimed"

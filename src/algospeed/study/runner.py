@@ -152,7 +152,7 @@ def current_records(store: StudyStore) -> list[RunRecord]:
 
 
 def best_speedup(store: StudyStore, spec: StudySpec) -> str:
-    """The best speedup at the target among the arms so far (a quick bootstrap, for the live view)."""
+    """The best speedup at the target among the arms so far (point estimates, for the live view)."""
     records = current_records(store)
     target = Judging.from_dict(store.meta("judging")).target
     reference = store.reference_cost()
@@ -162,7 +162,7 @@ def best_speedup(store: StudyStore, spec: StudySpec) -> str:
         runs = [r for r in records if r.arm == arm]
         if arm == spec.baseline or not runs or not baseline:
             continue
-        result = speedup(baseline, runs, target, spec.currency, reference, n_boot=200)
+        result = speedup(baseline, runs, target, spec.currency, reference)
         if result.estimate is not None and (best is None or result.estimate > best[0]):
             best = (result.estimate, arm)
     return "-" if best is None else f"{best[0]:.2f}x ({best[1]})"

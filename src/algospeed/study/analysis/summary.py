@@ -10,7 +10,7 @@ import numpy as np
 
 from algospeed.errors import UsageError
 from algospeed.study.analysis.cost import by_arm, by_seed, cost_to_quality, final_cost, judging, time_to_target
-from algospeed.study.analysis.speedup import Speedup, speedup
+from algospeed.study.analysis.speedup import Speedup, seeds_to_resolve, speedup
 from algospeed.study.records import ReferenceCost, RunRecord
 
 
@@ -40,13 +40,18 @@ class BudgetSummary:
 class ArmSummary:
     """One arm: per budget (sorted by mean final cost), the time-to-target; over all budgets, each
     seed's cost to reach the target (`seed_costs`: `cost_to_quality`, None where never reached),
-    their censored median, and the speedup against the baseline at the target."""
+    their censored median, and the speedup against the baseline at the target.
+
+    `seeds_needed` is `seeds_to_resolve` at the speedup's noise (`speedup.sd_log`) and level: about how many seeds
+    per arm it takes to resolve a `resolve_ratio` speedup (None where the noise is unknown)."""
 
     arm: str
     budgets: list[BudgetSummary]
     seed_costs: tuple[float | None, ...]
     median_cost_to_target: float | None
     speedup: Speedup
+    resolve_ratio: float
+    seeds_needed: int | None
 
     @property
     def reached(self) -> int:
@@ -78,12 +83,12 @@ def arm_summary(
     target: float,
     currency: str,
     reference: ReferenceCost | None = None,
-    n_boot: int = 2000,
-    rng_seed: int = 0,
-    ci: float = 0.95,
+    level: float = 0.95,
+    resolve_ratio: float = 1.2,
 ) -> dict[str, ArmSummary]:
-    """Per arm (first-seen order): median time-to-target at each budget, seeds reaching it, and the speedup at the
-    target against `baseline_arm` with its bootstrap interval (the baseline's own speedup is 1)."""
+    """Per arm (first-seen order): median time-to-target at each budget, seeds reaching it, the speedup at the
+    target against `baseline_arm` with its interval at `level` (the baseline's own speedup is 1), and the seeds per
+    arm needed to resolve a `resolve_ratio` speedup at the observed noise."""
     records = list(records)
     judging(records)
     arms = by_arm(records)
@@ -107,11 +112,14 @@ def arm_summary(
                 )
             )
         seed_costs = [cost_to_quality(seed_runs, target, currency, reference) for seed_runs in by_seed(runs).values()]
+        result = speedup(arms[baseline_arm], runs, target, currency, reference, level)
         summaries[arm] = ArmSummary(
             arm=arm,
             budgets=sorted(rows, key=lambda row: (row.mean_final_cost, row.budget)),
             seed_costs=tuple(seed_costs),
             median_cost_to_target=censored_median(seed_costs),
-            speedup=speedup(arms[baseline_arm], runs, target, currency, reference, n_boot, rng_seed, ci),
+            speedup=result,
+            resolve_ratio=resolve_ratio,
+            seeds_needed=None if result.sd_log is None else seeds_to_resolve(result.sd_log, resolve_ratio, level),
         )
     return summaries
