@@ -51,5 +51,5 @@ def test_the_study_file_example_is_a_valid_study(tmp_path: Path) -> None:
     file = tmp_path / "study.yaml"
     file.write_text(example)
     spec = load_study_spec(file)
-    assert spec.name == "label-smoothing-vs-ema" and len(spec.runs()) == 3 * 3 * 3
+    assert spec.name == "label-smoothing-vs-ema" and len(spec.grid()) == 3 * 3 * 3
     assert spec.plugins == [str((tmp_path / "lab" / "my_methods.py").resolve())]

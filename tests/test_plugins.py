@@ -138,13 +138,13 @@ def test_a_changed_plugin_refuses_to_resume_and_changes_run_keys(plugin: Path, t
     args = ["train", "--plugin", str(plugin), "--workload", "toy", "--budget", "8ba", "--out", str(out), "--quiet"]
     assert main(args) == 0
     spec = validate_study_spec(yaml.safe_load(_study(plugin, tmp_path).read_text()) | {"plugins": [str(plugin)]})
-    keys = {run.key for run in spec.runs()}
+    keys = {run.key for run in spec.grid()}
     plugin.write_text(PLUGIN.replace("SCALE = 2.0", "SCALE = 2.5"))
     capsys.readouterr()
     assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 2
     assert "changed since it was recorded" in _one_line_error(capsys)
     edited = validate_study_spec(yaml.safe_load(_study(plugin, tmp_path).read_text()) | {"plugins": [str(plugin)]})
-    assert keys.isdisjoint(run.key for run in edited.runs())
+    assert keys.isdisjoint(run.key for run in edited.grid())
 
 
 @pytest.mark.parametrize(
@@ -223,7 +223,7 @@ def test_a_misspelt_handler_raises_when_the_class_is_defined() -> None:
 
 def _completed(folder: Path) -> int:
     try:
-        with sqlite3.connect(folder / STORE_NAME, timeout=30) as db:
+        with sqlite3.connect(f"file:{folder / STORE_NAME}?mode=ro", uri=True, timeout=30) as db:
             return db.execute("SELECT count(*) FROM runs WHERE status = 'completed'").fetchone()[0]
     except sqlite3.OperationalError:
         return 0

@@ -50,8 +50,8 @@ SMALL = {
         ({"seeds": [1, 1]}, "seeds must be distinct"),
         ({"eval_interval": "often"}, "eval_interval: malformed amount"),
         ({"currency": "dollars"}, "currency: Input should be"),
-        ({"tuning": {"nobody": 3}}, "tuning names arms that do not exist: nobody"),
-        ({"tuning": {"baseline": 0}}, "tuning trials must be at least 1"),
+        ({"tuning": {"baseline": 3}}, "tuning no longer declares trials per arm"),
+        ({"tuning": {"trials": 0, "space": {"lr": {"log": [1e-3, 1e-2]}}}}, "tuning.trials: Input should be greater"),
         ({"colour": "red"}, "colour: Extra inputs are not permitted"),
         ({"options": {"colour": "red"}}, "has no option colour"),
         ({"batch_size": 0}, "batch_size: Input should be greater than 0"),
@@ -74,9 +74,9 @@ def test_a_yaml_study_file_loads_and_bad_files_are_clear(tmp_path: Path) -> None
     file = tmp_path / "study.yaml"
     file.write_text(yaml.safe_dump({**SMALL, "arms": {"baseline": [], "stack": "label_smoothing+ema:decay=0.9"}}))
     spec = load_study_spec(file)
-    assert [m.name for m in spec.arms["stack"]] == ["label_smoothing", "ema"]
+    assert [m.name for m in spec.arms["stack"].methods] == ["label_smoothing", "ema"]
     assert spec.seeds == [0, 1] and spec.target_quality == 0.97
-    assert len(spec.runs()) == 3 * 2 * 2 and len({run.key for run in spec.runs()}) == 12
+    assert len(spec.grid()) == 3 * 2 * 2 and len({run.key for run in spec.grid()}) == 12
     with pytest.raises(UsageError, match="does not exist"):
         load_study_spec(tmp_path / "missing.yaml")
     (tmp_path / "bad.yaml").write_text("arms: [unclosed")
@@ -85,18 +85,18 @@ def test_a_yaml_study_file_loads_and_bad_files_are_clear(tmp_path: Path) -> None
 
 
 def test_run_keys_are_stable_and_differ_by_arm_budget_seed_and_settings() -> None:
-    first, again = validate_study_spec(SMALL).runs(), validate_study_spec(SMALL).runs()
+    first, again = validate_study_spec(SMALL).grid(), validate_study_spec(SMALL).grid()
     assert [r.key for r in first] == [r.key for r in again]
     changed = validate_study_spec({**SMALL, "arms": {"baseline": [], "smooth": ["label_smoothing:smoothing=0.2"]}})
-    assert {r.key for r in changed.runs() if r.arm == "smooth"}.isdisjoint(r.key for r in first)
+    assert {r.key for r in changed.grid() if r.arm == "smooth"}.isdisjoint(r.key for r in first)
 
 
 def test_the_store_never_duplicates_runs_and_writes_curves_atomically(tmp_path: Path) -> None:
     from algospeed.core.result import CurvePoint
 
-    store = StudyStore(tmp_path / STORE_NAME)
-    store.add_runs([("k1", "baseline", "10ba", 0), ("k2", "baseline", "10ba", 1)])
-    store.add_runs([("k1", "baseline", "10ba", 0)])
+    store = StudyStore.create(tmp_path / STORE_NAME)
+    store.add_runs([("k1", "baseline", "10ba", 0, None, {}), ("k2", "baseline", "10ba", 1, None, {})])
+    store.add_runs([("k1", "baseline", "10ba", 0, None, {})])
     point = CurvePoint(10, 0.5, 320, 0, 1.5, 2e9, 1.0, 0.3, {"accuracy": 0.9})
     store.mark_running("k1")
     with pytest.raises(RuntimeError), store.transaction() as db:
@@ -155,7 +155,7 @@ def _study_process(folder: Path, *extra: str) -> subprocess.Popen:
 
 def _completed(folder: Path) -> dict[str, float]:
     try:
-        with sqlite3.connect(folder / STORE_NAME, timeout=30) as db:
+        with sqlite3.connect(f"file:{folder / STORE_NAME}?mode=ro", uri=True, timeout=30) as db:
             return dict(db.execute("SELECT key, finished_at FROM runs WHERE status = 'completed'").fetchall())
     except sqlite3.OperationalError:
         return {}
@@ -232,12 +232,16 @@ def test_the_report_is_self_contained_escaped_and_flags_an_unfair_study(tmp_path
     unfair = {
         "name": "<b>unfair</b>",
         "workload": "digits",
-        "arms": {"baseline": [], "sharp <i>": ["sam"], "flat": ["wsd_schedule:decay_fraction=0.5:final=0.5"]},
+        "arms": {
+            "baseline": [],
+            "sharp <i>": {"methods": ["sam"], "lr": 0.02},  # a learning rate picked by hand, untuned
+            "flat": ["wsd_schedule:decay_fraction=0.5:final=0.5"],
+        },
         "budgets": ["12ba"],
         "seeds": 1,
         "target": 0.999,
         "currency": "steps",
-        "tuning": {"baseline": 1, "sharp <i>": 20, "flat": 1},
+        "tuning": "none",
     }
     run_study(validate_study_spec(unfair), tmp_path, workers=1).close()
     paths = write_report(tmp_path)
@@ -254,18 +258,20 @@ def test_the_report_is_self_contained_escaped_and_flags_an_unfair_study(tmp_path
 
 
 def test_rules_that_a_single_study_cannot_trigger(tmp_path: Path) -> None:
-    spec = validate_study_spec({**SMALL, "tuning": {"baseline": 1, "smooth": 1}})
+    spec = validate_study_spec(SMALL)
     run_study(spec, tmp_path, workers=1).close()
     report = analyse(tmp_path)
     store = StudyStore.open_existing(tmp_path / STORE_NAME)
     runs = store.runs()
     runs[0] = dataclasses.replace(runs[0], eval_fingerprint="999:other")
-    facts = StudyFacts(spec=spec, judging=report.judging, runs=runs, manifest=None, summaries=report.summaries)
+    facts = StudyFacts(
+        spec=spec, judging=report.judging, runs=runs, trials=[], manifest=None, summaries=report.summaries
+    )
     rules = {w.rule for w in check_fairness(facts)}
     assert {"eval_protocol", "manifest"} <= rules
     manifest = store.meta("manifest")
     fine = StudyFacts(
-        spec=spec, judging=report.judging, runs=store.runs(), manifest=manifest, summaries=report.summaries
+        spec=spec, judging=report.judging, runs=store.runs(), trials=[], manifest=manifest, summaries=report.summaries
     )
     assert not {"eval_protocol", "manifest", "tuning_effort"} & {w.rule for w in check_fairness(fine)}
 

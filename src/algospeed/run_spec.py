@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from torch.utils.data import Dataset
 
 from algospeed.core.callback import Callback, check_composition
 from algospeed.core.data import DatasetLoader, InMemoryLoader, Loader
@@ -17,6 +18,7 @@ from algospeed.core.units import parse_amount, parse_budget
 from algospeed.methods.spec import MethodSpec, build_method, parse_methods
 from algospeed.plugins import check_plugins
 from algospeed.workloads.base import DatasetSplits, Splits, Workload, class_count
+from algospeed.workloads.optimizers import optimizer_factory
 from algospeed.workloads.registry import get_workload
 
 EVAL_BATCH = 256
@@ -34,7 +36,9 @@ class RunSpec(BaseModel):
     budget: str | None = None
     seed: int = Field(default=0, ge=0)
     batch_size: int | None = Field(default=None, gt=0)
+    optimizer: str | None = None
     lr: float | None = Field(default=None, gt=0)
+    weight_decay: float | None = Field(default=None, ge=0)
     eval_interval: str | None = None
     checkpoint_interval: str | None = None
     device: str | None = None
@@ -44,6 +48,13 @@ class RunSpec(BaseModel):
     @classmethod
     def _plugins_load(cls, value: dict[str, str]) -> dict[str, str]:
         check_plugins(value)  # before the workload and methods are looked up
+        return value
+
+    @field_validator("optimizer")
+    @classmethod
+    def _optimizer_exists(cls, value: str | None) -> str | None:
+        if value is not None:
+            optimizer_factory(value)
         return value
 
     @field_validator("budget")
@@ -102,22 +113,25 @@ def build_trainer(
     """Load the workload's data, seed and build its model, and wire up a `Trainer`."""
     workload = get_workload(spec.workload)
     options = workload.resolve_options(spec.options)
-    data = workload.load(options)
+    data = workload.data(options)
     device = torch.device(spec.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     batch_size = spec.batch_size or workload.batch_size
-    train, test = _loaders(workload, data, batch_size, spec.seed, device, int(options.get("workers", 0)))
+    train, val, test = _loaders(workload, data, batch_size, spec.seed, device, int(options.get("workers", 0)))
     torch.manual_seed(spec.seed)
     model = workload.model(options, class_count(data))
     methods = [build_method(method) for method in spec.methods]
     return Trainer(
         model,
         train,
-        optimizer=workload.make_optimizer(spec.lr),
+        optimizer=workload.make_optimizer(
+            spec.lr, spec.weight_decay, optimizer_factory(spec.optimizer) if spec.optimizer else None
+        ),
         budget=spec.budget or workload.budget,
         loss_fn=workload.loss,
         forward=workload.forward,
         data_kind=workload.kind(options),
-        eval_data=test,
+        eval_data=test if val is None else val,
+        test_data=None if val is None else test,
         metrics=[workload.metric],
         eval_interval=spec.eval_interval or workload.eval_interval,
         callbacks=[*methods, *callbacks],
@@ -131,17 +145,27 @@ def build_trainer(
 
 def _loaders(
     workload: Workload, data: Splits | DatasetSplits, batch_size: int, seed: int, device: torch.device, workers: int
-) -> tuple[Loader, Loader]:
-    """In-memory tensors go to the device whole; datasets are decoded by `workers` processes."""
+) -> tuple[Loader, Loader | None, Loader]:
+    """(train, validation or None, test). In-memory tensors go to the device whole; datasets are decoded by
+    `workers` processes."""
     eval_batch = max(batch_size, EVAL_BATCH)
     if isinstance(data, DatasetSplits):
         pin = device.type == "cuda"
         train = DatasetLoader(data.train, batch_size, seed=seed, num_workers=workers, pin_memory=pin)
-        test = DatasetLoader(data.test, eval_batch, shuffle=False, drop_last=False, num_workers=workers, pin_memory=pin)
-        return train, test
+
+        def judged(dataset: Dataset) -> Loader:
+            return DatasetLoader(
+                dataset, eval_batch, shuffle=False, drop_last=False, num_workers=workers, pin_memory=pin
+            )
+
+        return train, None if data.val is None else judged(data.val), judged(data.test)
     kind = workload.batch_type
     train = InMemoryLoader(data.train_inputs, data.train_targets, batch_size, seed=seed, device=device, batch_type=kind)
-    test = InMemoryLoader(
-        data.test_inputs, data.test_targets, eval_batch, shuffle=False, drop_last=False, device=device, batch_type=kind
-    )
-    return train, test
+
+    def held(inputs: torch.Tensor, targets: torch.Tensor) -> Loader:
+        return InMemoryLoader(
+            inputs, targets, eval_batch, shuffle=False, drop_last=False, device=device, batch_type=kind
+        )
+
+    val = None if data.val_inputs is None or data.val_targets is None else held(data.val_inputs, data.val_targets)
+    return train, val, held(data.test_inputs, data.test_targets)

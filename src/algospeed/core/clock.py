@@ -13,7 +13,8 @@ from algospeed.core.units import Amount, Unit
 
 @dataclass
 class Clock:
-    """What a run has spent so far. Samples, steps and tokens are exact; seconds exclude eval."""
+    """What a run has spent so far. Samples, steps and tokens are exact; seconds exclude eval;
+    `extra_steps` are the passes methods ran beside the training steps (charged to the reference cost)."""
 
     epoch: int = 0
     sample_in_epoch: int = 0
@@ -23,6 +24,7 @@ class Clock:
     tokens: int = 0
     train_seconds: float = 0.0
     flops: float = 0.0
+    extra_steps: int = 0
 
     @property
     def epochs(self) -> float:

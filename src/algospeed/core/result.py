@@ -11,7 +11,8 @@ from algospeed.core.status import RunStatus, StopReason
 
 @dataclass(frozen=True)
 class CurvePoint:
-    """Quality measured at one moment of a run, with what had been spent to get there."""
+    """Quality measured at one moment of a run, with what had been spent to get there. `extra_steps` counts
+    the passes outside the training steps that methods charged (a proxy run's steps, a scoring forward)."""
 
     step: int
     epoch: float
@@ -22,6 +23,7 @@ class CurvePoint:
     progress: float
     train_loss: float
     metrics: dict[str, float] = field(default_factory=dict)
+    extra_steps: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -39,6 +41,7 @@ class RunResult:
     points: list[CurvePoint]
     stop_reason: StopReason
     budget: str
+    test_metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def status(self) -> RunStatus:
@@ -57,6 +60,7 @@ class RunResult:
             "budget": self.budget,
             "points": len(self.points),
             "final": self.points[-1].to_dict() if self.points else None,
+            "test_metrics": self.test_metrics,
         }
 
 

@@ -65,11 +65,13 @@ class State:
         return self.clock.progress(self.budget)
 
     def counted(self, kind: Hashable, work: Callable[[], T]) -> T:
-        """Run extra `work` outside the step's own counting (a proxy run, a scoring forward) and
-        charge its FLOPs, counted the first time this `kind` of work runs."""
+        """Run extra `work` outside the step's own counting (a proxy step, a scoring forward) and charge
+        it: its FLOPs (counted the first time this `kind` of work runs) and one extra step (so that the
+        reference cost charges its per-step overhead too; its time is on the clock anyway)."""
         with self.flops.count(kind):
             result = work()
         self.clock.flops += self.flops.charge(kind)
+        self.clock.extra_steps += 1
         return result
 
     def rebuild_optimizer(self) -> None:

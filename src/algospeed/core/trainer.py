@@ -42,7 +42,8 @@ class Trainer:
     """Trains `model` on `train_data` until `budget` is spent, firing events for callbacks and methods.
 
     `train_data` is an algospeed `Loader`, a plain `torch.utils.data.DataLoader` or a map-style
-    `Dataset` (with `batch_size`); see `as_loader` for which of them resume exactly. `optimizer` is
+    `Dataset` (with `batch_size`); see `as_loader` for which of them resume exactly. `eval_data` (the
+    validation split) makes the curve; `test_data` is evaluated once, when the budget is spent. `optimizer` is
     preferably a factory `params -> Optimizer`, so that methods that change the model can rebuild it.
     `forward(model, batch)` runs the model on a `Batch` (default: `model(batch.inputs)`); `loss_fn(outputs,
     targets)`. Methods and callbacks run in list order for `before`/`start` events and in reverse order
@@ -61,6 +62,7 @@ class Trainer:
         batch_size: int | None = None,
         data_kind: DataKind | None = None,
         eval_data: Loader | Any | None = None,
+        test_data: Loader | Any | None = None,
         metrics: Sequence[Metric] = (ACCURACY,),
         eval_interval: str | Amount | None = None,
         callbacks: Sequence[Callback] = (),
@@ -83,7 +85,10 @@ class Trainer:
         if data_kind is not None:
             check_data_kind(methods, data_kind, "the training data")
         train_data = as_loader(train_data, batch_size, seed=seed)
-        self.eval_data = None if eval_data is None else as_loader(eval_data, batch_size, shuffle=False, drop_last=False)
+        self.eval_data, self.test_data = (
+            None if data is None else as_loader(data, batch_size, shuffle=False, drop_last=False)
+            for data in (eval_data, test_data)
+        )
         self.metrics = list(metrics)
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         model.to(device)
@@ -149,7 +154,15 @@ class Trainer:
             reason = self._loop()
             if reason is StopReason.BUDGET_SPENT:
                 self._fire(Event.FIT_END)
-        return RunResult(points=list(self.state.curve), stop_reason=reason, budget=str(self.budget))
+        tested = self._test() if reason is StopReason.BUDGET_SPENT else {}
+        return RunResult(list(self.state.curve), reason, str(self.budget), tested)
+
+    def _test(self) -> dict[str, float]:
+        """The metrics on the test split at the end of the budget (reported, never used to choose anything)."""
+        if self.test_data is None:
+            return {}
+        state = self.state
+        return evaluate(state.eval_model or state.model, self.test_data, self.metrics, state.device, state.forward)
 
     def _loop(self) -> StopReason:
         state, clock = self.state, self.state.clock
@@ -292,6 +305,7 @@ class Trainer:
                 progress=state.progress,
                 train_loss=mean_loss,
                 metrics=metrics,
+                extra_steps=clock.extra_steps,
             )
         )
         if self.eval_interval is not None:

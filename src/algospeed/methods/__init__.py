@@ -7,8 +7,9 @@
     >>> methods.build("ema", half_life=0.05).half_life
     0.05
 
-and then `Trainer(model, data, optimizer=..., budget="10ep", callbacks=stack)`. Settings are checked against each method's declared ones (`algospeed methods show NAME`), and an
-unknown name or setting is a `UsageError` naming the valid ones.
+and then `Trainer(model, data, optimizer=..., budget="10ep", callbacks=stack)`. Settings are checked
+against each method's declared ones (`algospeed methods show NAME`), and an unknown name or setting is
+a `UsageError` naming the valid ones.
 """
 
 from __future__ import annotations

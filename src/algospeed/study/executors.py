@@ -43,22 +43,25 @@ def execute_run(task: RunTask) -> RunOutcome:
     import torch
 
     from algospeed.core.checkpoint import latest_checkpoint
+    from algospeed.core.effective import effective_hyperparameters
     from algospeed.run_spec import RunSpec, build_trainer
 
     torch.set_num_threads(task.threads)
-    start = time.perf_counter()
+    start, cpu_start, load_start = time.perf_counter(), time.process_time(), _load_per_core()
     checkpoints = Path(task.checkpoint_dir)
-    trainer = None
+    trainer, hyperparameters, tested = None, {}, {}
     try:
         trainer = build_trainer(RunSpec.model_validate(task.spec), checkpoint_dir=checkpoints)
+        hyperparameters = effective_hyperparameters(trainer.state)  # after every method set its own up
         result = trainer.fit(resume_from=checkpoints if latest_checkpoint(checkpoints) else None)
-        status, error, reason = result.status, "", result.stop_reason
+        status, error, reason, tested = result.status, "", result.stop_reason, result.test_metrics
     except DivergenceError as diverged:
         status, error, reason = RunStatus.DIVERGED, str(diverged), None
     except Exception as failure:  # a failed run is a result, not the end of the study
         status, error, reason = RunStatus.FAILED, "".join(traceback.format_exception_only(failure)).strip(), None
     if status is not RunStatus.INTERRUPTED:
         shutil.rmtree(checkpoints, ignore_errors=True)
+    load_end = _load_per_core()
     return RunOutcome(
         key=task.key,
         status=status,
@@ -67,18 +70,33 @@ def execute_run(task: RunTask) -> RunOutcome:
         wall_seconds=time.perf_counter() - start,
         stop_reason=reason,
         schedule_end=trainer.state.schedule(1.0) if trainer is not None else None,
-        eval_fingerprint=eval_fingerprint(trainer.eval_data) if trainer is not None else None,
+        eval_fingerprint=eval_fingerprint(trainer) if trainer is not None else None,
+        hyperparameters=hyperparameters,
+        test_metrics=tested,
+        cpu_seconds=time.process_time() - cpu_start,
+        load=None if load_start is None or load_end is None else (load_start + load_end) / 2,
     )
 
 
-def eval_fingerprint(loader: Any) -> str:
-    """Identifies the eval set (its size and, for in-memory data, its targets), so the fairness
-    checks can tell whether every arm was judged on the same data."""
+def _load_per_core() -> float | None:
+    """The machine's one-minute load average per core (None where the platform has none)."""
+    try:
+        return os.getloadavg()[0] / (os.cpu_count() or 1)
+    except OSError:
+        return None
+
+
+def eval_fingerprint(trainer: Any) -> str:
+    """Identifies what the curve was judged on: the split (`validation`, or `test` where the workload has no
+    validation split), its size and, for in-memory data, its targets; so that the fairness checks can tell
+    whether every arm was judged on the same data, and whether any was judged on test data."""
+    loader = trainer.eval_data
     if loader is None:
         return "none"
+    split = "test" if trainer.test_data is None else "validation"
     targets = getattr(loader, "targets", None)
     digest = hashlib.sha256(targets.cpu().numpy().tobytes()).hexdigest()[:16] if targets is not None else "-"
-    return f"{len(loader)}:{digest}"
+    return f"{split}:{len(loader)}:{digest}"
 
 
 OnStart = Callable[[str], None]

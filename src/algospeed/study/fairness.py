@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from algospeed.core.currency import Currency
+from algospeed.core.status import RunStatus
 from algospeed.study.analysis import MIN_INTERVAL_SEEDS, ArmSummary
 from algospeed.study.judging import Judging
 from algospeed.study.spec import StudySpec
@@ -20,6 +22,7 @@ from algospeed.study.store import StoredRun
 MIN_BUDGETS = 3
 MIN_SEEDS = 3
 DECAYED = 0.05  # an LR multiplier at the end of the budget above this is not "fully decayed"
+LOADED = 1.25  # load average per core above which wall-clock timings are not trusted
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,8 @@ class StudyFacts:
 
     spec: StudySpec
     judging: Judging
-    runs: list[StoredRun]
+    runs: list[StoredRun]  # the current grid
+    trials: list[StoredRun]  # the current tuning trials
     manifest: dict[str, Any] | None
     summaries: dict[str, ArmSummary]
 
@@ -87,8 +91,8 @@ def extra_compute(facts: StudyFacts) -> list[str]:
     return [
         f"arm {arm!r} uses {method.name}, which does extra work (extra passes or a proxy run) that the "
         f"{currency.value} currency does not charge; judge it in train_seconds, flops or reference"
-        for arm, methods in facts.spec.arms.items()
-        for method in methods
+        for arm, spec in facts.spec.arms.items()
+        for method in spec.methods
         if method.name in facts.judging.extra_compute
     ]
 
@@ -129,15 +133,58 @@ def manifest(facts: StudyFacts) -> list[str]:
 
 
 def tuning_effort(facts: StudyFacts) -> list[str]:
+    """Reads what ran: every arm must have completed the same number of tuning trials; without tuning, no
+    arm may set hyperparameters by hand that the others leave at their defaults."""
     tuning = facts.spec.tuning
-    if not tuning:
-        return ["tuning effort is not declared (spec `tuning:` trials per arm); equal tuning cannot be checked"]
-    missing = sorted(set(facts.spec.arms) - set(tuning))
-    if missing:
-        return [f"tuning effort is not declared for {', '.join(missing)}"]
-    if len(set(tuning.values())) > 1:
-        detail = ", ".join(f"{arm}: {trials}" for arm, trials in tuning.items())
-        return [f"arms were tuned with different effort ({detail} trials): the better-tuned arm is favoured"]
+    if tuning is None:
+        hand = {name: arm.hyperparameters.describe() for name, arm in facts.spec.arms.items()}
+        tuned = {name: text for name, text in hand.items() if text != "defaults"}
+        if tuned and len(set(hand.values())) > 1:
+            detail = "; ".join(f"{name}: {text}" for name, text in tuned.items())
+            return [
+                f"no tuning ran (self-tuning ruleset) but arms set hyperparameters by hand ({detail}): "
+                "hand-picked values are unequal tuning; let the harness tune every arm (tuning: {trials: N, ...})"
+            ]
+        return []
+    completed: dict[str, int] = dict.fromkeys(facts.spec.arms, 0)
+    for run in facts.trials:
+        completed[run.arm] = completed.get(run.arm, 0) + (run.status is RunStatus.COMPLETED)
+    if len(set(completed.values())) > 1 or any(count < tuning.trials for count in completed.values()):
+        detail = ", ".join(f"{arm}: {count}" for arm, count in completed.items())
+        return [
+            f"arms completed different numbers of their {tuning.trials} tuning trials ({detail}): "
+            "the better-tuned arm is favoured"
+        ]
+    return []
+
+
+def machine_load(facts: StudyFacts) -> list[str]:
+    """Wall-clock costs taken on a machine busier than the study's own workers are inflated and noisy."""
+    if facts.spec.currency is not Currency.TRAIN_SECONDS:
+        return []
+    loads = sorted(run.load for run in facts.runs if run.load is not None)
+    if not loads:
+        return []
+    median = loads[len(loads) // 2]
+    if median <= LOADED:
+        return []
+    return [
+        f"runs were timed on a loaded machine (median load {median:.2f} per core; the study's own workers account "
+        f"for about 1): wall-clock costs are inflated and noisy; judge in the reference currency "
+        "(algospeed report --currency reference)"
+    ]
+
+
+def test_selection(facts: StudyFacts) -> list[str]:
+    """Targets, time-to-target and tuning must read a validation split, never the test split."""
+    on_test = sorted(
+        {run.arm for run in [*facts.runs, *facts.trials] if (run.eval_fingerprint or "").startswith("test:")}
+    )
+    if on_test:
+        return [
+            f"arms {', '.join(on_test)} were judged on the test split (their workload has no validation split): "
+            "targets, tuning and speedups selected on test data overstate what a method gives"
+        ]
     return []
 
 
@@ -151,6 +198,8 @@ RULES: dict[str, Callable[[StudyFacts], list[str]]] = {
     "significance": significance,
     "manifest": manifest,
     "tuning_effort": tuning_effort,
+    "machine_load": machine_load,
+    "test_selection": test_selection,
 }
 
 

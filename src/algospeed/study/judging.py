@@ -23,7 +23,7 @@ class Judging:
     @classmethod
     def of(cls, spec: StudySpec) -> Judging:
         metric = get_workload(spec.workload).metric
-        methods = {method.name for methods in spec.arms.values() for method in methods}
+        methods = {method.name for arm in spec.arms.values() for method in arm.methods}
         return cls(
             metric=metric.name,
             higher_is_better=metric.higher_is_better,

@@ -72,6 +72,7 @@ def analyse(folder: str | Path) -> StudyReport:
         reference = store.reference_cost()
         records = current_records(store)
         runs = store.runs(keys=set(store.meta("grid") or ()))
+        trials = store.runs(keys=set(store.meta("trials") or ()))
         manifest = store.meta("manifest")
     finally:
         store.close()
@@ -85,7 +86,7 @@ def analyse(folder: str | Path) -> StudyReport:
         for arm in spec.arms
         if arm != spec.baseline
     }
-    facts = StudyFacts(spec=spec, judging=judging, runs=runs, manifest=manifest, summaries=summaries)
+    facts = StudyFacts(spec=spec, judging=judging, runs=runs, trials=trials, manifest=manifest, summaries=summaries)
     return StudyReport(
         spec=spec,
         judging=judging,
@@ -139,7 +140,7 @@ def summary_rows(report: StudyReport) -> list[list[str]]:
     """One row per arm: methods, seeds reaching the target, median cost to target, speedup with CI."""
     rows = []
     for arm, summary in report.summaries.items():
-        methods = ", ".join(str(m) for m in report.spec.arms[arm]) or "(none)"
+        methods = ", ".join(str(m) for m in report.spec.arms[arm].methods) or "(none)"
         rows.append(
             [
                 arm,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,28 +24,37 @@ from algospeed.study.executors import LocalExecutor, RayExecutor, RunTask
 from algospeed.study.judging import Judging
 from algospeed.study.outcome import RunOutcome
 from algospeed.study.records import RunRecord
-from algospeed.study.spec import StudySpec
+from algospeed.study.spec import StudyRun, StudySpec
 from algospeed.study.store import STORE_NAME, StudyStore
+from algospeed.study.tuning import Choice, choose
 
 CHECKPOINT_EVERY = "0.25dur"
 
 
 @dataclass
 class StudyProgress:
-    """Counts for the live view."""
+    """Counts for the live view. Runs are handed to the executor ahead of time; at most `workers` of those
+    in flight are training, the others wait their turn."""
 
     total: int
+    workers: int | None  # None: the executor does not say (Ray), and every run in flight counts as running
     done: int = 0
-    running: int = 0
+    finished_here: int = 0
+    in_flight: int = 0
     failed: int = 0
     started: float = 0.0
     best: str = "-"
 
+    @property
+    def running(self) -> int:
+        return self.in_flight if self.workers is None else min(self.in_flight, self.workers)
+
     def eta_seconds(self) -> float | None:
-        if self.done == 0:
+        """Time left at this session's pace (runs finished before a restart do not count towards it)."""
+        if self.finished_here == 0:
             return None
         elapsed = time.monotonic() - self.started
-        return elapsed / self.done * (self.total - self.done)
+        return elapsed / self.finished_here * (self.total - self.done)
 
     def table(self) -> Table:
         table = Table(show_header=True, box=None)
@@ -65,12 +75,12 @@ class StudyProgress:
 def open_study(spec: StudySpec, folder: Path) -> StudyStore:
     """Create the study's store, or reopen it when it holds the same study (a restart).
 
-    The store keeps the spec, how runs are judged (fixed at creation), the keys of the current grid (a
-    changed plugin changes them: the old runs stay stored but no longer count) and the manifest, whose
-    plugin list is brought up to date at every start.
+    The store keeps the spec, how runs are judged (fixed at creation) and the manifest, whose plugin list
+    is brought up to date at every start; `run_study` adds the keys of the current trials and grid (a
+    changed plugin changes them: the old runs stay stored but no longer count) and the tuning's choices.
     """
     store_path = folder / STORE_NAME
-    if store_path.exists():
+    if not StudyStore.is_empty(store_path):
         store = StudyStore.open_existing(store_path)
         saved = store.meta("spec")
         if saved is not None and saved != spec.model_dump(mode="json"):
@@ -78,12 +88,11 @@ def open_study(spec: StudySpec, folder: Path) -> StudyStore:
             raise UsageError(f"{folder} holds another study; choose another --out or rerun the same spec to continue")
     else:
         folder.mkdir(parents=True, exist_ok=True)
-        store = StudyStore(store_path)
+        store = StudyStore.create(store_path)
     store.set_meta("spec", spec.model_dump(mode="json"))
     if store.meta("judging") is None:
         store.set_meta("judging", Judging.of(spec).to_dict())
     store.set_meta("manifest", {**(store.meta("manifest") or manifest()), "plugins": plugin_manifest(spec)})
-    store.set_meta("grid", [run.key for run in spec.runs()])
     return store
 
 
@@ -101,48 +110,94 @@ def run_study(
     address: str | None = None,
     console: Console | None = None,
 ) -> StudyStore:
-    """Run every unfinished run of `spec` into `folder` and return the store."""
+    """Run every unfinished run of `spec` into `folder` and return the store: first the tuning trials,
+    then, with each arm's chosen hyperparameters, the grid of budgets x seeds."""
     folder = Path(folder)
     store = open_study(spec, folder)
-    runs = spec.runs()
-    store.add_runs([(run.key, run.arm, run.budget, run.seed) for run in runs])
-    store.release_unfinished()
-    statuses = {row.key: row.status for row in store.runs()}
-    todo = [run for run in runs if not statuses[run.key].final]
     chosen = _executor(executor, workers, address)
     if store.reference_cost() is None:
         device = torch.device(spec.device) if spec.device else None
         store.set_reference_cost(calibrate_reference_cost(chosen.threads, device))
+    store.release_unfinished()
+    trials = spec.trials()
+    store.set_meta("trials", [run.key for run in trials])
+    grid_size = len(spec.budgets) * len(spec.seeds) * len(spec.arms)
+    workers = chosen.workers if isinstance(chosen, LocalExecutor) else None
+    progress = StudyProgress(total=len(trials) + grid_size, workers=workers, started=time.monotonic())
+    view = Live(progress.table(), console=console or Console(stderr=True), transient=False, auto_refresh=False)
+    with view:
+        _run_all(store, trials, folder, chosen, progress, view, lambda: f"tuning ({len(trials)} trials)")
+        choices = choose_hyperparameters(store, spec, trials)
+        store.set_meta("chosen", {arm: choice.to_dict() for arm, choice in choices.items()})
+        grid = spec.grid({arm: choice.hyperparameters for arm, choice in choices.items()})
+        store.set_meta("grid", [run.key for run in grid])
+        _run_all(store, grid, folder, chosen, progress, view, lambda: best_speedup(store, spec))
+    return store
+
+
+def _run_all(
+    store: StudyStore,
+    runs: list[StudyRun],
+    folder: Path,
+    executor: LocalExecutor | RayExecutor,
+    progress: StudyProgress,
+    view: Live,
+    best: Callable[[], str],
+) -> None:
+    """Run those of `runs` that have not finished, keeping the store and the live view up to date."""
+    store.add_runs([(run.key, run.arm, run.budget, run.seed, run.trial, run.params.model_dump()) for run in runs])
+    statuses = {row.key: row.status for row in store.runs()}
+    todo = [run for run in runs if not statuses[run.key].final]
+    progress.done += len(runs) - len(todo)
+    progress.best = best()
     tasks = [
         RunTask(
             key=run.key,
             spec=run.spec.model_copy(update={"checkpoint_interval": CHECKPOINT_EVERY}).model_dump(mode="json"),
             checkpoint_dir=str(folder / "checkpoints" / run.key),
-            threads=chosen.threads,
+            threads=executor.threads,
         )
         for run in todo
     ]
-    progress = StudyProgress(total=len(runs), done=len(runs) - len(todo), started=time.monotonic())
-    view = Live(progress.table(), console=console or Console(stderr=True), transient=False, auto_refresh=False)
 
     def started(key: str) -> None:
         store.mark_running(key)
-        progress.running += 1
+        progress.in_flight += 1
         view.update(progress.table(), refresh=True)
 
     def finished(outcome: RunOutcome) -> None:
-        progress.running -= 1
+        progress.in_flight -= 1
         if outcome.status is RunStatus.INTERRUPTED:
             return  # stays `running`; released to `pending` on the next start
         store.finish(outcome)
         progress.done += 1
+        progress.finished_here += 1
         progress.failed += outcome.status is RunStatus.FAILED
-        progress.best = best_speedup(store, spec)
+        progress.best = best()
         view.update(progress.table(), refresh=True)
 
-    with view:
-        chosen.run(tasks, started, finished)
-    return store
+    view.update(progress.table(), refresh=True)
+    executor.run(tasks, started, finished)
+
+
+def choose_hyperparameters(store: StudyStore, spec: StudySpec, trials: list[StudyRun]) -> dict[str, Choice]:
+    """Each tuned arm's chosen trial: the fastest to the target on the validation split (see `tuning.choose`)."""
+    if not trials:
+        return {}
+    judging = Judging.from_dict(store.meta("judging"))
+    records = store.records_by_key(judging.metric, judging.higher_is_better, keys={run.key for run in trials})
+    choices = {}
+    for arm in spec.arms:
+        arm_trials = [run for run in trials if run.arm == arm]
+        choice = choose(
+            [(run.params, records.get(run.key)) for run in arm_trials],
+            judging.target,
+            spec.currency,
+            store.reference_cost(),
+        )
+        if choice is not None:
+            choices[arm] = choice
+    return choices
 
 
 def current_records(store: StudyStore) -> list[RunRecord]:

@@ -1,4 +1,4 @@
-"""A study: arms (lists of methods) x budgets x seeds on one workload, validated before anything runs.
+"""A study: arms x budgets x seeds on one workload, tuned by the harness, validated before anything runs.
 
 A study file is YAML:
 
@@ -9,11 +9,14 @@ A study file is YAML:
     arms:
       baseline: []
       smooth: [label_smoothing]
-      stack: ["label_smoothing:smoothing=0.05", ema]
+      stack: {methods: ["label_smoothing:smoothing=0.05", ema], lr: 0.002}
     budgets: [5ep, 10ep, 20ep]
     seeds: 3                      # or a list: [0, 1, 2]
-    currency: train_seconds       # or flops, samples, steps, reference
-    tuning: {baseline: 1, smooth: 1, stack: 1}   # declared tuning trials per arm
+    currency: reference           # or train_seconds, flops, samples, tokens, steps
+    tuning:                       # or none (defaults only: the self-tuning ruleset)
+      trials: 4
+      budget: 10ep
+      space: {lr: {log: [1.0e-3, 1.0e-2]}}
 """
 
 from __future__ import annotations
@@ -39,9 +42,11 @@ from algospeed.core.callback import check_composition
 from algospeed.core.currency import Currency
 from algospeed.core.units import parse_amount, parse_budget
 from algospeed.errors import UsageError, usage_error_from_validation
-from algospeed.methods.spec import MethodSpec, build_method, parse_methods
+from algospeed.methods.spec import build_method
 from algospeed.plugins import Plugin, load_plugins, resolve_ref
 from algospeed.run_spec import RunSpec
+from algospeed.study.hyperparameters import Arm, Hyperparameters
+from algospeed.study.tuning import TRIAL_SEED, Tuning
 from algospeed.workloads.registry import get_workload
 
 BASELINE = "baseline"
@@ -56,7 +61,11 @@ def _live(info: ValidationInfo) -> bool:
 
 
 class StudySpec(BaseModel):
-    """What to compare, under which budgets and seeds, judged in which cost currency."""
+    """What to compare, under which budgets and seeds, tuned how, judged in which cost currency.
+
+    `batch_size`, `optimizer`, `lr` and `weight_decay` are the study's defaults for every arm; an arm's own
+    values come next, and a tuning trial's drawn values override both.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, ignored_types=(cached_property,))
 
@@ -64,7 +73,7 @@ class StudySpec(BaseModel):
     name: str = "study"
     workload: str
     options: dict[str, str | int | float] = Field(default_factory=dict)
-    arms: dict[str, list[MethodSpec]]
+    arms: dict[str, Arm]
     baseline: str = BASELINE
     budgets: list[str] = Field(min_length=1)
     seeds: list[int] = Field(min_length=1)
@@ -72,8 +81,10 @@ class StudySpec(BaseModel):
     eval_interval: str = "0.1dur"
     currency: Currency = Currency.TRAIN_SECONDS
     batch_size: int | None = Field(default=None, gt=0)
+    optimizer: str | None = None
     lr: float | None = Field(default=None, gt=0)
-    tuning: dict[str, int] = Field(default_factory=dict)
+    weight_decay: float | None = Field(default=None, ge=0)
+    tuning: Tuning | None = None
     device: str | None = None
 
     @field_validator("plugins")
@@ -96,18 +107,30 @@ class StudySpec(BaseModel):
     def _arms_parse(cls, value: Any) -> Any:
         if not isinstance(value, dict) or not value:
             raise ValueError("arms must map arm names to lists of methods (the baseline arm has none)")
-        return {name: _parse_arm(methods) for name, methods in value.items()}
+        return {name: Arm.of(arm) for name, arm in value.items()}
 
     @field_validator("arms")
     @classmethod
-    def _arms_build(cls, value: dict[str, list[MethodSpec]], info: ValidationInfo) -> dict[str, list[MethodSpec]]:
+    def _arms_build(cls, value: dict[str, Arm], info: ValidationInfo) -> dict[str, Arm]:
         if not _live(info):
             return value
-        for name, methods in value.items():
+        for name, arm in value.items():
             try:
-                check_composition([build_method(method) for method in methods])
-            except UsageError as error:
+                check_composition([build_method(method) for method in arm.hyperparameters.apply(arm.methods)])
+            except (UsageError, ValueError) as error:
                 raise ValueError(f"arm {name!r}: {error}") from None
+        return value
+
+    @field_validator("tuning", mode="before")
+    @classmethod
+    def _tuning_none(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
+            return None
+        if isinstance(value, dict) and value and all(isinstance(v, int) for v in value.values()):
+            raise ValueError(
+                "tuning no longer declares trials per arm: the harness tunes, e.g. "
+                "tuning: {trials: 8, space: {lr: {log: [1.0e-4, 1.0e-2]}}}, or tuning: none"
+            )
         return value
 
     @field_validator("budgets", mode="before")
@@ -151,46 +174,91 @@ class StudySpec(BaseModel):
     def _consistent(self, info: ValidationInfo) -> StudySpec:
         if self.baseline not in self.arms:
             raise ValueError(f"the baseline arm {self.baseline!r} is not among the arms ({', '.join(self.arms)})")
-        unknown = sorted(set(self.tuning) - set(self.arms))
-        if unknown:
-            raise ValueError(f"tuning names arms that do not exist: {', '.join(unknown)}")
-        if any(trials < 1 for trials in self.tuning.values()):
-            raise ValueError("tuning trials must be at least 1")
+        if self.tuning is not None:
+            if (
+                self.tuning.budget is not None
+                and parse_budget(self.tuning.budget).unit != parse_budget(self.budgets[0]).unit
+            ):
+                raise ValueError(f"the tuning budget {self.tuning.budget} is not in the budgets' unit")
+            used = {method.name for arm in self.arms.values() for method in arm.methods}
+            unused = sorted(key for key in self.tuning.space if "." in key and key.partition(".")[0] not in used)
+            if unused:
+                raise ValueError(f"tuning space names settings of methods no arm uses: {', '.join(unused)}")
         if _live(info):
-            for arm in self.arms:
-                self.run_spec(arm, self.budgets[0], self.seeds[0])  # options and data kinds fit every arm
+            self.trials()  # every draw of every arm builds a valid run (settings, data kinds, options)
+            self.grid()  # and so does every arm with its own hyperparameters
         return self
 
     @property
     def target_quality(self) -> float:
         return get_workload(self.workload).target if self.target is None else self.target
 
+    @property
+    def defaults(self) -> Hyperparameters:
+        """The study-wide hyperparameters (None: the workload's default)."""
+        return Hyperparameters(optimizer=self.optimizer, lr=self.lr, weight_decay=self.weight_decay,
+                               batch_size=self.batch_size)  # fmt: skip
+
+    @property
+    def tuning_budget(self) -> str:
+        return (self.tuning.budget if self.tuning else None) or self.budgets[-1]
+
     @cached_property
     def loaded_plugins(self) -> list[Plugin]:
         """The study's plugins as loaded in this process, with the sha256 of their source."""
         return load_plugins(self.plugins)
 
-    def runs(self) -> list[StudyRun]:
-        """Every run of the study, in a stable order: budgets, then seeds, then arms."""
+    def trials(self) -> list[StudyRun]:
+        """Every tuning trial (none under `tuning: none`): per arm, its draws in order."""
+        if self.tuning is None:
+            return []
         return [
-            StudyRun(arm=arm, budget=budget, seed=seed, spec=self.run_spec(arm, budget, seed))
+            StudyRun(
+                arm=name,
+                budget=self.tuning_budget,
+                seed=TRIAL_SEED + index,
+                trial=index,
+                params=draw,
+                spec=self.run_spec(name, self.tuning_budget, TRIAL_SEED + index, draw),
+            )
+            for name, arm in self.arms.items()
+            for index, draw in enumerate(self.tuning.draws(name, arm))
+        ]
+
+    def grid(self, chosen: dict[str, Hyperparameters] | None = None) -> list[StudyRun]:
+        """Every run of the study's grid with each arm's `chosen` hyperparameters (none: its own), in a stable
+        order: budgets, then seeds, then arms."""
+        chosen = chosen or {}
+        return [
+            StudyRun(
+                arm=arm,
+                budget=budget,
+                seed=seed,
+                params=chosen.get(arm, Hyperparameters()),
+                spec=self.run_spec(arm, budget, seed, chosen.get(arm)),
+            )
             for budget in self.budgets
             for seed in self.seeds
             for arm in self.arms
         ]
 
-    def run_spec(self, arm: str, budget: str, seed: int) -> RunSpec:
+    def hyperparameters(self, arm: str, drawn: Hyperparameters | None = None) -> Hyperparameters:
+        """What a run of `arm` sets: the drawn values, then the arm's own, then the study's."""
+        own = self.arms[arm].hyperparameters.over(self.defaults)
+        return own if drawn is None else drawn.over(own)
+
+    def run_spec(self, arm: str, budget: str, seed: int, drawn: Hyperparameters | None = None) -> RunSpec:
+        values = self.hyperparameters(arm, drawn)
         return RunSpec(
             plugins={plugin.ref: plugin.sha256 for plugin in self.loaded_plugins},
             workload=self.workload,
             options=self.options,
             budget=budget,
             seed=seed,
-            batch_size=self.batch_size,
-            lr=self.lr,
             eval_interval=self.eval_interval,
             device=self.device,
-            methods=self.arms[arm],
+            methods=values.apply(self.arms[arm].methods),
+            **values.run_fields(),
         )
 
 
@@ -203,24 +271,15 @@ class StudyRun(BaseModel):
     budget: str
     seed: int
     spec: RunSpec
+    trial: int | None = None  # a tuning trial's index; None for a run of the grid
+    params: Hyperparameters = Field(default_factory=Hyperparameters)  # drawn or chosen by tuning
 
     @property
     def key(self) -> str:
         digest = hashlib.sha256(json.dumps(self.spec.fingerprint(), sort_keys=True).encode()).hexdigest()[:12]
+        if self.trial is not None:
+            return f"{self.arm}-trial{self.trial}-{self.budget}-{digest}"
         return f"{self.arm}-{self.budget}-s{self.seed}-{digest}"
-
-
-def _parse_arm(methods: Any) -> list[MethodSpec]:
-    if methods is None:
-        return []
-    if isinstance(methods, str):
-        return parse_methods(methods.replace("+", ","))
-    if not isinstance(methods, list):
-        raise ValueError(f"an arm is a list of methods, got {methods!r}")
-    parsed: list[MethodSpec] = []
-    for item in methods:
-        parsed.extend(parse_methods(item) if isinstance(item, str) else [MethodSpec.model_validate(item)])
-    return parsed
 
 
 def load_study_spec(path: str | Path) -> StudySpec:

@@ -23,23 +23,31 @@ from algospeed.errors import UsageError
 from algospeed.study.outcome import RunOutcome
 from algospeed.study.records import ReferenceCost, RunRecord
 
+SCHEMA_VERSION = 2
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE runs (
     key TEXT PRIMARY KEY,
     arm TEXT NOT NULL,
     budget TEXT NOT NULL,
     seed INTEGER NOT NULL,
+    trial INTEGER,
+    params TEXT NOT NULL DEFAULT '{}',
     status TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     started_at REAL,
     finished_at REAL,
     wall_seconds REAL,
     error TEXT,
+    stop_reason TEXT,
     schedule_end REAL,
-    eval_fingerprint TEXT
+    eval_fingerprint TEXT,
+    hyperparameters TEXT NOT NULL DEFAULT '{}',
+    test_metrics TEXT NOT NULL DEFAULT '{}',
+    cpu_seconds REAL,
+    load REAL
 );
-CREATE TABLE IF NOT EXISTS points (
+CREATE TABLE points (
     run_key TEXT NOT NULL REFERENCES runs(key),
     idx INTEGER NOT NULL,
     step INTEGER NOT NULL,
@@ -50,12 +58,14 @@ CREATE TABLE IF NOT EXISTS points (
     flops REAL NOT NULL,
     progress REAL NOT NULL,
     train_loss REAL NOT NULL,
+    extra_steps INTEGER NOT NULL,
     metrics TEXT NOT NULL,
     PRIMARY KEY (run_key, idx)
 );
 """
 STORE_NAME = "study.sqlite"
-POINT_FIELDS = ("step", "epoch", "samples", "tokens", "train_seconds", "flops", "progress", "train_loss")
+POINT_FIELDS = ("step", "epoch", "samples", "tokens", "train_seconds", "flops", "progress", "train_loss", "extra_steps")
+JSON_COLUMNS = ("params", "hyperparameters", "test_metrics")
 
 
 @dataclass(frozen=True)
@@ -66,17 +76,28 @@ class StoredRun:
     arm: str
     budget: str
     seed: int
+    trial: int | None  # a tuning trial's index; None for a run of the grid
+    params: dict[str, Any]  # the hyperparameters the harness drew (a trial) or chose (a tuned grid run)
     status: RunStatus
     attempts: int
     started_at: float | None
     finished_at: float | None
     wall_seconds: float | None
     error: str | None
+    stop_reason: str | None
     schedule_end: float | None
     eval_fingerprint: str | None
+    hyperparameters: dict[str, Any]  # what the run really trained with (`core.effective`)
+    test_metrics: dict[str, float]
+    cpu_seconds: float | None  # the worker's CPU time for the run
+    load: float | None  # the machine's load average per core while it ran
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", RunStatus(self.status))
+        for name in JSON_COLUMNS:
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, json.loads(value))
 
 
 RUN_COLUMNS = tuple(f.name for f in fields(StoredRun))
@@ -86,23 +107,51 @@ class StudyStore:
     """Read and write a study's runs; every write is its own transaction."""
 
     def __init__(self, path: str | Path) -> None:
+        """Open the store at `path` (see `create` and `open_existing`, which check what is there first)."""
         self.path = Path(path)
         self.connection = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         self.connection.execute("PRAGMA journal_mode=WAL")
         self.connection.execute("PRAGMA synchronous=NORMAL")
-        self.connection.executescript(SCHEMA)
+
+    @classmethod
+    def create(cls, path: str | Path) -> StudyStore:
+        """A new, empty store of the current schema at `path` (absent, or an empty database)."""
+        store = cls(path)
+        store.connection.executescript(SCHEMA)
+        store.set_meta("schema", SCHEMA_VERSION)
+        return store
+
+    @staticmethod
+    def is_empty(path: str | Path) -> bool:
+        """Whether `path` is absent, zero bytes, or an SQLite database without a single table (nothing to lose)."""
+        file = Path(path)
+        if not file.exists() or (file.is_file() and file.stat().st_size == 0):
+            return True
+        try:
+            with sqlite3.connect(f"file:{file}?mode=ro", uri=True) as probe:
+                return probe.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+        except sqlite3.DatabaseError:
+            return False
 
     @classmethod
     def open_existing(cls, path: str | Path) -> StudyStore:
+        """The store at `path`, after checking, without writing to it, that it is an algospeed study store
+        of this schema: a foreign or older file is a usage error and stays untouched."""
         file = Path(path)
         if not file.is_file():
             raise UsageError(f"no study store at {file}")
         try:
-            store = cls(file)
-            store.connection.execute("SELECT count(*) FROM runs").fetchone()
+            with sqlite3.connect(f"file:{file}?mode=ro", uri=True) as probe:
+                row = probe.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
         except sqlite3.DatabaseError as error:
-            raise UsageError(f"{file} is not a readable study store ({error})") from None
-        return store
+            raise UsageError(f"{file} is not an algospeed study store ({error})") from None
+        if row is None or json.loads(row[0]) != SCHEMA_VERSION:
+            version = "none" if row is None else row[0]
+            raise UsageError(
+                f"{file} was written by another algospeed version (store schema {version}, this one reads "
+                f"{SCHEMA_VERSION}); rerun the study into a new folder"
+            )
+        return cls(file)
 
     def close(self) -> None:
         self.connection.close()
@@ -127,12 +176,13 @@ class StudyStore:
         return None if row is None else json.loads(row[0])
 
     # ------------------------------------------------------------------------------------ runs
-    def add_runs(self, runs: list[tuple[str, str, str, int]]) -> None:
-        """Register (key, arm, budget, seed) as pending; runs already known keep their status."""
+    def add_runs(self, runs: list[tuple[str, str, str, int, int | None, dict[str, Any]]]) -> None:
+        """Register (key, arm, budget, seed, trial, params) as pending; runs already known keep their status."""
         with self.transaction() as db:
             db.executemany(
-                "INSERT OR IGNORE INTO runs (key, arm, budget, seed, status) VALUES (?, ?, ?, ?, ?)",
-                [(*run, RunStatus.PENDING.value) for run in runs],
+                "INSERT OR IGNORE INTO runs (key, arm, budget, seed, trial, params, status) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(*run[:5], json.dumps(run[5], sort_keys=True), RunStatus.PENDING.value) for run in runs],
             )
 
     def mark_running(self, key: str) -> None:
@@ -155,15 +205,21 @@ class StudyStore:
                 ],
             )
             db.execute(
-                "UPDATE runs SET status = ?, finished_at = ?, wall_seconds = ?, error = ?, schedule_end = ?, "
-                "eval_fingerprint = ? WHERE key = ?",
+                "UPDATE runs SET status = ?, finished_at = ?, wall_seconds = ?, error = ?, stop_reason = ?, "
+                "schedule_end = ?, eval_fingerprint = ?, hyperparameters = ?, test_metrics = ?, cpu_seconds = ?, "
+                "load = ? WHERE key = ?",
                 (
                     outcome.status.value,
                     time.time(),
                     outcome.wall_seconds,
                     outcome.error,
+                    None if outcome.stop_reason is None else outcome.stop_reason.value,
                     outcome.schedule_end,
                     outcome.eval_fingerprint,
+                    json.dumps(outcome.hyperparameters, sort_keys=True),
+                    json.dumps(outcome.test_metrics, sort_keys=True),
+                    outcome.cpu_seconds,
+                    outcome.load,
                     key,
                 ),
             )
@@ -186,9 +242,15 @@ class StudyStore:
         return {RunStatus(status): count for status, count in rows}
 
     def records(self, metric: str, higher_is_better: bool, keys: Collection[str] | None = None) -> list[RunRecord]:
-        """The runs that ended (those with `keys`, when given) as analysis records judged by `metric`."""
-        return [
-            RunRecord(
+        """The runs that ended (those with `keys`, when given) as analysis records judged by `metric`, by key."""
+        return list(self.records_by_key(metric, higher_is_better, keys).values())
+
+    def records_by_key(
+        self, metric: str, higher_is_better: bool, keys: Collection[str] | None = None
+    ) -> dict[str, RunRecord]:
+        """Run key -> analysis record, for the runs that ended (those with `keys`, when given)."""
+        return {
+            run.key: RunRecord(
                 arm=run.arm,
                 budget=run.budget,
                 seed=run.seed,
@@ -199,7 +261,7 @@ class StudyStore:
             )
             for run in self.runs(keys)
             if run.status.ended
-        ]
+        }
 
     def set_reference_cost(self, reference: ReferenceCost) -> None:
         self.set_meta("reference_cost", asdict(reference))
@@ -228,6 +290,7 @@ class StudyStore:
                     "arm": run.arm,
                     "budget": run.budget,
                     "seed": run.seed,
+                    "trial": run.trial,
                     "status": run.status.value,
                 }
                 row.update({field: getattr(point, field) for field in POINT_FIELDS})

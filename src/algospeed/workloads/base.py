@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from algospeed.core.batch import Batch
 from algospeed.core.data_kind import DataKind
@@ -18,24 +18,64 @@ from algospeed.core.state import LossFn
 from algospeed.errors import UsageError
 from algospeed.workloads.optimizers import OptimizerFactory
 
+VALIDATION_SEED = 0  # the held-out validation split is the same for every run seed
+
 
 @dataclass(frozen=True)
 class Splits:
-    """Train and test tensors (inputs, targets) of an in-memory workload."""
+    """Train, test and (optionally) validation tensors (inputs, targets) of an in-memory workload.
+
+    Targets, tuning and time-to-target read the validation split; the test split is only reported.
+    A workload that gives no validation split has one carved from its training data (`Workload.validation`).
+    """
 
     train_inputs: torch.Tensor
     train_targets: torch.Tensor
     test_inputs: torch.Tensor
     test_targets: torch.Tensor
+    val_inputs: torch.Tensor | None = None
+    val_targets: torch.Tensor | None = None
+
+    def with_validation(self, fraction: float) -> Splits:
+        """A fixed, seeded `fraction` of the training samples held out as the validation split."""
+        if self.val_inputs is not None or fraction <= 0:
+            return self
+        size = len(self.train_inputs)
+        held, train = _held_out(size, fraction)
+        return Splits(
+            self.train_inputs[train],
+            self.train_targets[train],
+            self.test_inputs,
+            self.test_targets,
+            self.train_inputs[held],
+            self.train_targets[held],
+        )
 
 
 @dataclass(frozen=True)
 class DatasetSplits:
-    """Train and test map-style datasets, decoded on access and loaded by workers."""
+    """Train, test and (optionally) validation map-style datasets, decoded on access and loaded by workers."""
 
     train: Dataset
     test: Dataset
     classes: int
+    val: Dataset | None = None
+
+    def with_validation(self, fraction: float) -> DatasetSplits:
+        """A fixed, seeded `fraction` of the training samples held out as the validation split."""
+        if self.val is not None or fraction <= 0:
+            return self
+        held, train = _held_out(len(self.train), fraction)  # type: ignore[arg-type]
+        return DatasetSplits(
+            Subset(self.train, train.tolist()), self.test, self.classes, Subset(self.train, held.tolist())
+        )
+
+
+def _held_out(size: int, fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(validation indices, training indices): a seeded permutation's first `fraction`, both sorted."""
+    count = min(size - 1, max(1, round(fraction * size)))
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(VALIDATION_SEED))
+    return order[:count].sort().values, order[count:].sort().values
 
 
 def class_count(data: Splits | DatasetSplits) -> int:
@@ -53,7 +93,8 @@ class Workload:
     number of classes; `optimizer(params, lr, weight_decay)` builds the default optimizer;
     `forward(model, batch)` and `loss(outputs, targets)` run a step; `data_kind` says what the inputs
     are (methods that cannot act on them are refused), or computes it from the options where they
-    decide it; loaders yield `batch_type` batches.
+    decide it; loaders yield `batch_type` batches; `validation` is the fraction of the training data
+    held out for validation when `load` gives no validation split.
     """
 
     name: str
@@ -72,6 +113,7 @@ class Workload:
     loss: LossFn = cross_entropy
     forward: Forward = forward_inputs
     batch_type: type[Batch] = Batch
+    validation: float = 0.1
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def resolve_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -84,6 +126,11 @@ class Workload:
         for key, value in given.items():
             resolved[key] = _convert(self.name, key, value, type(self.options[key]))
         return resolved
+
+    def data(self, options: Mapping[str, Any]) -> Splits | DatasetSplits:
+        """The loaded splits, with the validation split carved from the training data where `load` gives none
+        (`validation = 0` keeps none: then the test split is all there is to judge on, and studies say so)."""
+        return self.load(options).with_validation(self.validation)
 
     def kind(self, options: Mapping[str, Any] | None = None) -> DataKind:
         """The kind of data this workload loads with `options` (its defaults when None)."""

@@ -24,13 +24,14 @@ def as_currency(currency: Currency | str) -> Currency:
 def cost_of(point: CurvePoint, currency: Currency | str, reference: ReferenceCost | None = None) -> float:
     """What had been spent by `point`, in `currency`.
 
-    `reference` is `reference.per_step * point.step + reference.per_flop * point.flops` and needs `reference`.
+    `reference` is `reference.per_step * (point.step + point.extra_steps) + reference.per_flop * point.flops`
+    (every pass a method ran beside the training steps pays the per-step overhead too) and needs `reference`.
     """
     currency = as_currency(currency)
     if currency is Currency.REFERENCE:
         if reference is None:
             raise UsageError("the 'reference' currency needs a ReferenceCost calibration (per_step, per_flop)")
-        return reference.per_step * float(point.step) + reference.per_flop * float(point.flops)
+        return reference.per_step * float(point.step + point.extra_steps) + reference.per_flop * float(point.flops)
     field = {
         Currency.TRAIN_SECONDS: point.train_seconds,
         Currency.FLOPS: point.flops,

@@ -1,0 +1,40 @@
+"""What a run really trains with, read off its optimizer and loop after every method has set them up:
+so a method that rescales the learning rate or swaps the optimizer shows, and no difference between
+arms stays hidden."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from algospeed.core.state import State
+
+
+def _distinct(values: list[Any]) -> Any:
+    """One value where every parameter group agrees, else the sorted distinct values."""
+    unique = sorted(set(values), key=repr)
+    return unique[0] if len(unique) == 1 else unique
+
+
+def optimizer_name(optimizer: Any) -> str:
+    """`AdamW`, or `Lookahead(SGD)` for an optimizer that wraps another."""
+    inner = getattr(optimizer, "optimizer", None)
+    name = type(optimizer).__name__
+    return f"{name}({optimizer_name(inner)})" if inner is not None and inner is not optimizer else name
+
+
+def effective_hyperparameters(state: State) -> dict[str, Any]:
+    """The optimizer, its base learning rates and weight decays (per group, where they differ), momentum
+    or betas, the batch size, the schedule, and how many parameters train."""
+    groups = state.optimizer.param_groups
+    found: dict[str, Any] = {
+        "optimizer": optimizer_name(state.optimizer),
+        "lr": _distinct([float(g.get("initial_lr", g["lr"])) for g in groups]),
+        "weight_decay": _distinct([float(g.get("weight_decay", 0.0)) for g in groups]),
+    }
+    for key in ("momentum", "betas"):
+        if key in groups[0]:
+            found[key] = _distinct([tuple(g[key]) if isinstance(g[key], (list, tuple)) else g[key] for g in groups])
+    found["batch_size"] = state.train_data.batch_size
+    found["schedule"] = repr(state.schedule)
+    found["trainable_parameters"] = sum(p.numel() for g in groups for p in g["params"])
+    return found
