@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from algospeed.cli_options import PluginOption
@@ -77,48 +78,84 @@ def study_command(
     console.print(f"wrote {', '.join(str(path) for path in paths)}")
 
 
-def report_command(folder: Annotated[Path, typer.Argument(help="A study folder.")]) -> None:
-    """Rebuild report.html, summary.md and runs.csv from a study's store."""
+def report_command(
+    folder: Annotated[Path, typer.Argument(help="A study folder.")],
+    currency: Annotated[
+        str | None,
+        typer.Option(
+            help="Judge in another recorded currency: train_seconds, flops, samples, tokens, steps, reference."
+        ),
+    ] = None,
+) -> None:
+    """Rebuild report.html, summary.md and runs.csv from a study's store (re-judged in --currency if given)."""
     from algospeed.study.report import write_report
 
-    paths = write_report(folder)
-    print_summary(folder)
+    paths = write_report(folder, currency)
+    print_summary(folder, currency)
     console.print(f"wrote {', '.join(str(path) for path in paths)}")
 
 
-def print_summary(folder: Path) -> None:
-    """The speedup table and the fairness warnings, on the terminal."""
-    from algospeed.study.report import SUMMARY_HEADER, analyse, summary_rows
+def print_summary(folder: Path, currency: str | None = None) -> None:
+    """The verdict, the speedup table and the fairness warnings, on the terminal."""
+    from algospeed.study.findings import analyse
+    from algospeed.study.report import SUMMARY_HEADER, seed_advice, summary_rows
 
-    report = analyse(folder)
-    table = Table(title=f"study {report.spec.name}: {report.spec.workload}, currency {report.currency}")
+    report = analyse(folder, currency)
+    table = Table(title=f"study {escape(report.spec.name)}: {escape(report.spec.workload)}, currency {report.currency}")
     for column in SUMMARY_HEADER:
         table.add_column(column, overflow="fold")
     for row in summary_rows(report):
-        table.add_row(*row)
+        table.add_row(*map(escape, row))
     console.print(table)
+    console.print(f"[bold]verdict[/]: {escape(report.verdict)}", highlight=False)
+    for line in seed_advice(report):
+        console.print(f"  {escape(line)}", highlight=False)
     for warning in report.warnings:
-        console.print(f"[yellow]fairness warning[/] [bold]{warning.rule}[/]: {warning.message}", highlight=False)
+        console.print(
+            f"[yellow]fairness warning[/] [bold]{warning.rule}[/]: {escape(warning.message)}", highlight=False
+        )
 
 
 def compare_command(
     folders: Annotated[list[Path], typer.Argument(help="Study folders, one per workload, with the same arm names.")],
 ) -> None:
     """Score arms across several studies as AlgoPerf does: per workload, each arm's median time to the target
-    over the best arm's; the score is the area under the performance profile on [1, 4], divided by 3."""
+    over the best arm's; the score is the area under the performance profile on [1, 4], divided by 3. Studies
+    of one workload must agree on their validation data and target; an arm a study did not run is not scored
+    there ("not run", never "never")."""
+    from algospeed.errors import UsageError
     from algospeed.study.analysis import algoperf_score, performance_ratios, times_to_target
-    from algospeed.study.report import analyse
+    from algospeed.study.findings import analyse
 
-    times: dict[str, dict[str, float | None]] = {}
-    for folder in folders:
-        report = analyse(folder)
-        label = f"{report.spec.workload} ({folder.name})"
-        times[label] = times_to_target(report.records, report.target, report.currency, report.reference)
-    ratios, scores = performance_ratios(times), algoperf_score(times)
-    table = Table(title="time to target over the best arm's, per study; AlgoPerf score in [0, 1]")
+    reports = [(str(folder), analyse(folder)) for folder in folders]
+    by_workload: dict[str, list[tuple[str, Any]]] = {}
+    for label, report in reports:
+        by_workload.setdefault(report.spec.workload, []).append((label, report))
+    for workload, group in by_workload.items():
+        if len({(r.target, r.judging.metric, r.eval_fingerprints) for _, r in group}) > 1:
+            detail = "; ".join(
+                f"{label}: target {r.target:g}, eval {sorted(r.eval_fingerprints)}" for label, r in group
+            )
+            raise UsageError(f"studies of workload {workload!r} were judged on different data or targets ({detail})")
+    times = {
+        f"{report.spec.workload} ({label})": times_to_target(
+            report.records, report.target, report.currency, report.reference
+        )
+        for label, report in reports
+        if report.records
+    }
+    if not times:
+        raise UsageError("none of these studies has a finished run to compare")
+    ratios, scores = performance_ratios(times), algoperf_score(times, only_run=True)
+    table = Table(title="time to target over the best arm's, per study; AlgoPerf score in [0, 1] over the studies run")
     for column in ("arm", *times, "score"):
-        table.add_column(column, overflow="fold")
+        table.add_column(escape(column), overflow="fold")
     for arm, arm_ratios in ratios.items():
-        cells = ["never" if ratio == float("inf") else f"{ratio:.2f}" for ratio in arm_ratios]
-        table.add_row(arm, *cells, f"{scores[arm]:.3f}")
+        ran = [arm in per_arm for per_arm in times.values()]
+        cells = [
+            "not run" if not present else "never" if ratio == float("inf") else f"{ratio:.2f}"
+            for ratio, present in zip(arm_ratios, ran, strict=True)
+        ]
+        count = "" if all(ran) else f" ({sum(ran)} of {len(ran)} studies)"
+        table.add_row(escape(arm), *cells, f"{scores[arm]:.3f}{count}")
     console.print(table)

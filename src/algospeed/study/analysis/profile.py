@@ -50,18 +50,19 @@ def performance_profile(times: Times, taus: Sequence[float]) -> dict[str, list[f
     return {arm: [sum(r <= tau for r in arm_ratios) / count for tau in taus] for arm, arm_ratios in ratios.items()}
 
 
-def algoperf_score(times: Times, tau_max: float = 4.0) -> dict[str, float]:
+def algoperf_score(times: Times, tau_max: float = 4.0, *, only_run: bool = False) -> dict[str, float]:
     """Per arm, the area under rho from tau = 1 to `tau_max`, divided by (tau_max - 1): a number in [0, 1].
 
     rho is a step function, so the area is exact: a workload with ratio r adds (tau_max - r) / (tau_max - 1) when
     r <= tau_max and nothing otherwise, averaged over workloads. An arm fastest everywhere scores 1; an arm that
-    never reaches a target scores 0.
+    never reaches a target scores 0. With `only_run`, an arm is averaged over the workloads where it has an entry
+    (it ran there) instead of counting the others as never reached.
     """
     if not (math.isfinite(tau_max) and tau_max > 1):
         raise UsageError(f"tau_max must be a finite number above 1, got {tau_max!r}")
     ratios = performance_ratios(times)
-    count = len(times)
-    return {
-        arm: sum(max(0.0, tau_max - r) for r in arm_ratios) / (count * (tau_max - 1))
-        for arm, arm_ratios in ratios.items()
-    }
+    scores = {}
+    for arm, arm_ratios in ratios.items():
+        kept = [r for r, per_arm in zip(arm_ratios, times.values(), strict=True) if not only_run or arm in per_arm]
+        scores[arm] = sum(max(0.0, tau_max - r) for r in kept) / (max(len(kept), 1) * (tau_max - 1))
+    return scores
