@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from algospeed.core.data import DatasetLoader, InMemoryLoader
+from algospeed.core.data_kind import DataKind
 from algospeed.errors import UsageError
 from algospeed.run_spec import RunSpec, build_trainer
 from algospeed.workloads.base import DatasetSplits, Splits
@@ -152,3 +153,51 @@ def test_mnist1d_reaches_its_target_within_its_default_budget() -> None:
     finally:
         torch.set_num_threads(1)
     assert result.final.metrics["accuracy"] >= workload.target
+
+
+def _rows(inputs: torch.Tensor) -> set[bytes]:
+    return {row.numpy().tobytes() for row in inputs.reshape(len(inputs), -1)}
+
+
+def _dataset_rows(dataset) -> set[bytes]:
+    return {dataset[i][0].numpy().tobytes() for i in range(len(dataset))}
+
+
+def _assert_disjoint(train: set[bytes], val: set[bytes], test: set[bytes], name: str) -> None:
+    assert val, f"{name} has no validation split"
+    assert not train & val and not train & test and not val & test, f"{name}'s splits share samples"
+
+
+def _image_folder(root: Path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for split, count in [("train", 10), ("val", 3)]:
+        for label in ("cat", "dog"):
+            (root / split / label).mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8)).save(
+                    root / split / label / f"{i}.png"
+                )
+
+
+def test_every_workload_holds_out_a_disjoint_validation_split(tmp_path: Path) -> None:
+    _write_cifar(tmp_path / "cifar", binary=True)
+    _image_folder(tmp_path / "images")
+    local = {"cifar10": {"path": str(tmp_path / "cifar")}, "imagefolder": {"path": str(tmp_path / "images"), "size": 8}}
+    checked = set()
+    for name in WORKLOADS.names():
+        workload = get_workload(name)
+        if workload.kind() is DataKind.TOKENS:
+            continue  # split by document, tested with the text workloads
+        options = workload.resolve_options(local.get(name, {}))
+        data = workload.data(options)
+        if isinstance(data, DatasetSplits):
+            _assert_disjoint(_dataset_rows(data.train), _dataset_rows(data.val), _dataset_rows(data.test), name)
+        else:
+            _assert_disjoint(_rows(data.train_inputs), _rows(data.val_inputs), _rows(data.test_inputs), name)
+            assert len(data.val_inputs) == len(workload.data(options).val_inputs)  # fixed, not per call
+        checked.add(name)
+    assert {"mnist1d", "mnist5k", "digits", "synthetic", "cifar10", "imagefolder"} <= checked
+    first, again = get_workload("digits").data({}), get_workload("digits").data({})
+    assert torch.equal(first.val_inputs, again.val_inputs)  # seeded: the same held-out samples every time
