@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.main import get_command
 
 from algospeed.cli import app
@@ -85,3 +86,12 @@ def test_the_command_check_rejects_what_the_cli_would() -> None:
         _parse(get_command(app), ["tarin"])
     with pytest.raises(Exception, match="No such option: --gaps-only"):
         _parse(get_command(app), ["taxonomy", "--gaps-only"])
+
+
+@pytest.mark.parametrize("block", _blocks("yaml"))
+def test_every_readme_study_file_is_a_valid_study(block: str) -> None:
+    from algospeed.study.spec import validate_study_spec
+
+    data = yaml.safe_load(block)
+    spec = validate_study_spec(data, "README study")
+    assert spec.grid() and (spec.tuning is None or len(spec.trials()) == spec.tuning.trials * len(spec.arms))
