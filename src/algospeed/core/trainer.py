@@ -111,6 +111,7 @@ class Trainer:
         # batch arrives, "checkpoint", "data" when a step is over); see `instrument`.
         self.timer: Callable[[str], None] | None = None
         self._handlers = {event: self._handlers_for(event) for event in Event}
+        self.test_metrics: dict[str, float] = {}  # reported, never used to choose anything
         self.marks = LoopMarks(torch.zeros((), dtype=torch.float64, device=device), fingerprint=fingerprint or {})
         self.signals = StopSignals()
         self._fire(Event.INIT)
@@ -154,15 +155,8 @@ class Trainer:
             reason = self._loop()
             if reason is StopReason.BUDGET_SPENT:
                 self._fire(Event.FIT_END)
-        tested = self._test() if reason is StopReason.BUDGET_SPENT else {}
+        tested = self.test_metrics if reason is StopReason.BUDGET_SPENT else {}
         return RunResult(list(self.state.curve), reason, str(self.budget), tested)
-
-    def _test(self) -> dict[str, float]:
-        """The metrics on the test split at the end of the budget (reported, never used to choose anything)."""
-        if self.test_data is None:
-            return {}
-        state = self.state
-        return evaluate(state.eval_model or state.model, self.test_data, self.metrics, state.device, state.forward)
 
     def _loop(self) -> StopReason:
         state, clock = self.state, self.state.clock
@@ -290,6 +284,10 @@ class Trainer:
         if self.eval_data is not None:
             model = state.eval_model or state.model
             metrics = evaluate(model, self.eval_data, self.metrics, state.device, state.forward)
+        if self.test_data is not None and self._budget_spent():  # once, at the end, by the same eval protocol
+            self.test_metrics = evaluate(
+                state.eval_model or state.model, self.test_data, self.metrics, state.device, state.forward
+            )
         clock, marks = state.clock, self.marks
         mean_loss = (marks.loss_sum / max(marks.loss_count, 1)).item()
         marks.loss_sum.zero_()
