@@ -68,6 +68,10 @@ class Method(Callback):
     # Its cost is charged in FLOPs and seconds; the fairness checks warn when a study's currency
     # (steps, samples) cannot see it.
     extra_compute: ClassVar[bool] = False
+    # Does it change what evaluation measures (other weights, such as an average, or other inputs, such
+    # as test-time views)? Its quality is then not the raw model's on the plain eval data, which a
+    # report should say beside its numbers.
+    changes_evaluation: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -12,7 +12,9 @@ from algospeed.core.status import RunStatus, StopReason
 @dataclass(frozen=True)
 class CurvePoint:
     """Quality measured at one moment of a run, with what had been spent to get there. `extra_steps` counts
-    the passes outside the training steps that methods charged (a proxy run's steps, a scoring forward)."""
+    the passes outside the training steps that methods charged (a proxy run's steps, a scoring forward).
+    `eval_seconds` and `eval_flops` are what the evaluations on the validation split took up to and
+    including this point: recorded apart, never charged to training (so test-time augmentation shows)."""
 
     step: int
     epoch: float
@@ -24,6 +26,9 @@ class CurvePoint:
     train_loss: float
     metrics: dict[str, float] = field(default_factory=dict)
     extra_steps: int = 0
+    energy_joules: float | None = None  # measured like train_seconds; None where the machine cannot measure it
+    eval_seconds: float = 0.0
+    eval_flops: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

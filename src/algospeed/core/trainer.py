@@ -21,8 +21,9 @@ from algospeed.core.checkpoint import latest_checkpoint, read_checkpoint, write_
 from algospeed.core.clock import interval_reached, position
 from algospeed.core.data import Loader, as_loader, batch_bounds
 from algospeed.core.data_kind import DataKind, check_data_kind
+from algospeed.core.energy import EnergyMeter
 from algospeed.core.events import Event
-from algospeed.core.flops import shape_signature
+from algospeed.core.flops import FlopMeter, shape_signature
 from algospeed.core.metrics import ACCURACY, Forward, Metric, cross_entropy, evaluate, forward_inputs
 from algospeed.core.result import CurvePoint, RunResult
 from algospeed.core.rng import seed_everything
@@ -114,6 +115,8 @@ class Trainer:
         self.test_metrics: dict[str, float] = {}  # reported, never used to choose anything
         self.marks = LoopMarks(torch.zeros((), dtype=torch.float64, device=device), fingerprint=fingerprint or {})
         self.signals = StopSignals()
+        self.eval_flops = FlopMeter()  # evaluation's FLOPs, apart from the training steps' in `state.flops`
+        self.energy = EnergyMeter.for_device(device)  # charged like the seconds; no figure where unmeasurable
         self._fire(Event.INIT)
 
     # ----------------------------------------------------------------------------------- events
@@ -149,8 +152,10 @@ class Trainer:
             self.load_checkpoint(resume_from)
         else:
             seed_everything(self.state.seed)
+            self.state.clock.energy_joules = 0.0 if self.energy.available else None
         with self.signals.listening():
             self._tick = time.perf_counter()  # work done at fit start (a proxy run) is charged
+            self.energy.restart()
             self._fire(Event.FIT_START)
             reason = self._loop()
             if reason is StopReason.BUDGET_SPENT:
@@ -223,6 +228,7 @@ class Trainer:
         now = time.perf_counter()
         clock.train_seconds += now - self._tick
         self._tick = now
+        clock.add_energy(self.energy.lap())
         self._fire(Event.BATCH_END)
 
     def _end_epoch(self) -> None:
@@ -264,9 +270,11 @@ class Trainer:
             torch.cuda.synchronize(self.state.device)
         now = time.perf_counter()
         self.state.clock.train_seconds += now - self._tick
+        self.state.clock.add_energy(self.energy.lap())
         if work is not None:
             work()
         self._tick = time.perf_counter()
+        self.energy.restart()
 
     # ------------------------------------------------------------------------------ evaluation
     def _check_finite(self) -> None:
@@ -281,13 +289,18 @@ class Trainer:
         self._check_finite()
         self._fire(Event.EVAL_START)
         metrics: dict[str, float] = {}
+        seconds = flops = 0.0
         if self.eval_data is not None:
-            model = state.eval_model or state.model
-            metrics = evaluate(model, self.eval_data, self.metrics, state.device, state.forward)
+            started = time.perf_counter()
+            metrics, flops = self._evaluate_counted(state.eval_model or state.model, self.eval_data)
+            if state.device.type == "cuda":
+                torch.cuda.synchronize(state.device)
+            seconds = time.perf_counter() - started
         if self.test_data is not None and self._budget_spent():  # once, at the end, by the same eval protocol
             self.test_metrics = evaluate(
                 state.eval_model or state.model, self.test_data, self.metrics, state.device, state.forward
             )
+        previous = state.curve[-1] if state.curve else None
         clock, marks = state.clock, self.marks
         mean_loss = (marks.loss_sum / max(marks.loss_count, 1)).item()
         marks.loss_sum.zero_()
@@ -304,11 +317,30 @@ class Trainer:
                 train_loss=mean_loss,
                 metrics=metrics,
                 extra_steps=clock.extra_steps,
+                energy_joules=clock.energy_joules,
+                eval_seconds=(previous.eval_seconds if previous else 0.0) + seconds,
+                eval_flops=(previous.eval_flops if previous else 0.0) + flops,
             )
         )
         if self.eval_interval is not None:
             marks.last_eval = position(clock, self.eval_interval, self.budget)
         self._fire(Event.EVAL_END)
+
+    def _evaluate_counted(self, model: nn.Module, data: Loader) -> tuple[dict[str, float], float]:
+        """The metrics of `model` on `data` and the FLOPs of its forwards, counted once per kind of eval batch
+        (shape, model version, and the evaluated model's type, so a wrapper such as test-time augmentation
+        counts apart) by the trainer's own eval `FlopMeter`: recorded beside the training cost, never in it."""
+        state, meter, flops = self.state, self.eval_flops, 0.0
+
+        def forward(model: nn.Module, batch: Batch) -> Any:
+            nonlocal flops
+            kind = ("eval", shape_signature(batch.inputs), state.model_version, type(model).__qualname__)
+            with meter.count(kind):
+                outputs = state.forward(model, batch)
+            flops += meter.charge(kind)
+            return outputs
+
+        return evaluate(model, data, self.metrics, state.device, forward), flops
 
     # ----------------------------------------------------------------------------- checkpoints
     def _save_checkpoint(self) -> None:

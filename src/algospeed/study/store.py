@@ -59,12 +59,26 @@ CREATE TABLE points (
     progress REAL NOT NULL,
     train_loss REAL NOT NULL,
     extra_steps INTEGER NOT NULL,
+    eval_seconds REAL NOT NULL DEFAULT 0,
+    eval_flops REAL NOT NULL DEFAULT 0,
     metrics TEXT NOT NULL,
     PRIMARY KEY (run_key, idx)
 );
 """
 STORE_NAME = "study.sqlite"
-POINT_FIELDS = ("step", "epoch", "samples", "tokens", "train_seconds", "flops", "progress", "train_loss", "extra_steps")
+POINT_FIELDS = (
+    "step",
+    "epoch",
+    "samples",
+    "tokens",
+    "train_seconds",
+    "flops",
+    "progress",
+    "train_loss",
+    "extra_steps",
+    "eval_seconds",
+    "eval_flops",
+)
 JSON_COLUMNS = ("params", "hyperparameters", "test_metrics")
 
 
