@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -16,7 +16,7 @@ from algospeed.cli_options import PluginOption, load_cli_plugins
 from algospeed.core.settings import parse_key_values
 from algospeed.errors import AlgospeedError, UsageError, usage_error_from_validation
 from algospeed.profile.cli import bottlenecks_command, profile_command
-from algospeed.study.cli import compare_command, report_command, study_command
+from algospeed.study.cli import compare_command, recipe_search_command, recipes_command, report_command, study_command
 from algospeed.taxonomy.cli import app as taxonomy_app
 from algospeed.terminal import output_console
 
@@ -33,6 +33,10 @@ app.command("bottlenecks")(bottlenecks_command)
 app.command("study")(study_command)
 app.command("report")(report_command)
 app.command("compare")(compare_command)
+app.command("recipes")(recipes_command)
+recipe_app = typer.Typer(help="Find recipes for a workload.", no_args_is_help=True, add_completion=False)
+recipe_app.command("search")(recipe_search_command)
+app.add_typer(recipe_app, name="recipe")
 methods_app = typer.Typer(
     help="The implemented speedup methods and their cards.", invoke_without_command=True, add_completion=False
 )
@@ -165,7 +169,13 @@ def train_command(
     eval_every: Annotated[
         str | None, typer.Option(help="Eval interval in any unit, or a fraction like 0.1dur.")
     ] = None,
-    checkpoint_every: Annotated[str | None, typer.Option(help="Checkpoint interval in any unit.")] = "0.1dur",
+    checkpoint_every: Annotated[
+        str | None, typer.Option(help="Checkpoint interval in any unit (default 0.1dur; a resumed run keeps its own).")
+    ] = None,
+    recipe: Annotated[
+        str | None, typer.Option(help="A recipe (name or file): its methods and hyperparameters (`algospeed recipes`).")
+    ] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="Weight decay (default: the workload's).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda if available).")] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
@@ -180,6 +190,10 @@ def train_command(
     from algospeed.run_spec import RunSpec, build_trainer
     from algospeed.workloads.registry import get_workload
 
+    if resume and overwrite:
+        raise UsageError("--resume continues the run in --out and --overwrite replaces it: pass one of them")
+    if recipe is not None and methods is not None:
+        raise UsageError("--recipe brings its own methods: give --recipe or --methods, not both")
     directory = RunDirectory(out)
     given = {
         "plugins": load_cli_plugins(plugin) or None,
@@ -190,21 +204,23 @@ def train_command(
         "methods": methods,
         "batch_size": batch_size,
         "lr": lr,
+        "weight_decay": weight_decay,
         "eval_interval": eval_every,
         "checkpoint_interval": checkpoint_every,
         "device": device,
     }
     given = {key: value for key, value in given.items() if value is not None}
+    if recipe is not None:
+        given = {**recipe_settings(recipe), **given}
     try:
         if resume:
-            spec = directory.load_spec().model_copy(update=given)
-            RunSpec.model_validate(spec.model_dump())
+            saved = directory.load_spec()
+            spec = RunSpec.model_validate({**saved.model_dump(), **given})
+            check_same_settings(saved, spec, given)
         else:
-            spec = RunSpec.model_validate({"workload": "mnist1d", **given})
+            spec = RunSpec.model_validate({"workload": "mnist1d", "checkpoint_interval": "0.1dur", **given})
     except ValidationError as error:
         raise usage_error_from_validation(error, "run settings") from None
-    if resume and overwrite:
-        raise UsageError("--resume continues the run in --out and --overwrite replaces it: pass one of them")
     if not resume:
         directory.check_new(overwrite)
     bar = None if quiet else ProgressBar(f"{spec.workload} seed {spec.seed}", get_workload(spec.workload).metric.name)
@@ -240,6 +256,34 @@ def train_command(
         )
     )
     console.print(f"wrote {directory.curve}, {directory.summary}")
+
+
+def recipe_settings(recipe: str) -> dict[str, Any]:
+    """The run settings a recipe gives: its methods (with its method settings applied), its hyperparameters,
+    and its workload (unless --workload names another)."""
+    from algospeed.study.recipe import load_recipe
+
+    found = load_recipe(recipe)
+    values = found.hyperparameters
+    return {
+        "workload": found.workload,
+        "methods": [m.model_dump() for m in values.apply(found.methods)],
+        **values.run_fields(),
+    }
+
+
+def check_same_settings(saved: Any, resumed: Any, given: dict[str, Any]) -> None:
+    """Settings given again with --resume must equal the saved ones (the device alone may change)."""
+    differing = [
+        f"{key} {getattr(resumed, key)!r} (saved: {getattr(saved, key)!r})"
+        for key in given
+        if key != "device" and getattr(resumed, key) != getattr(saved, key)
+    ]
+    if differing:
+        raise UsageError(
+            f"--resume continues the saved run, but {', '.join(differing)} differ; drop them to resume, "
+            "or start a new run in another --out"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

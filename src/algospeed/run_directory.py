@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from algospeed import __version__
 from algospeed.core.callback import Callback
+from algospeed.core.checkpoint import list_checkpoints
 from algospeed.core.files import write_json_atomic, write_text_atomic
 from algospeed.core.result import CurvePoint, RunResult, curve_jsonl
 from algospeed.core.state import State
@@ -31,10 +32,11 @@ class RunDirectory:
         self.checkpoints = self.root / "checkpoints"
 
     def check_new(self, overwrite: bool = False) -> None:
-        """A fresh run must not overwrite another run's files, unless asked to replace that run."""
+        """A fresh run must not overwrite another run's files, unless asked to replace that run; a run that
+        stopped before its first checkpoint has nothing to lose and is replaced without asking."""
         if self.root.exists() and not self.root.is_dir():
             raise UsageError(f"--out {self.root} is a file, not a folder")
-        if self.config.exists() and not overwrite:
+        if self.config.exists() and not overwrite and (self.summary.exists() or list_checkpoints(self.checkpoints)):
             raise UsageError(
                 f"{self.root} already holds a run; pass --resume to continue it, --overwrite to replace it, "
                 "or choose another --out"
@@ -50,8 +52,9 @@ class RunDirectory:
             raise usage_error_from_validation(error, f"run config {self.config}") from None
 
     def start(self, spec: RunSpec, replace: bool = False) -> None:
-        """Create the folder (after everything was validated), replacing a previous run if asked."""
-        if replace and self.config.exists():
+        """Create the folder (after everything was validated), replacing a previous run if asked (or a run
+        that left nothing to resume)."""
+        if self.config.exists() and (replace or not list_checkpoints(self.checkpoints)):
             shutil.rmtree(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.config, spec.model_dump())

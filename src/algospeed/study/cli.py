@@ -159,3 +159,80 @@ def compare_command(
         count = "" if all(ran) else f" ({sum(ran)} of {len(ran)} studies)"
         table.add_row(escape(arm), *cells, f"{scores[arm]:.3f}{count}")
     console.print(table)
+
+
+def recipes_command(
+    name: Annotated[str | None, typer.Argument(help="A recipe to show in full (name or file).")] = None,
+) -> None:
+    """List the shipped recipes with the speedup measured for each, or show one."""
+    from algospeed.study.recipe import load_recipe, shipped_recipes
+
+    if name is not None:
+        console.print(load_recipe(name).to_yaml(), markup=False, highlight=False)
+        return
+    table = Table(title="recipes (algospeed train --recipe NAME; arms: {fast: {recipe: NAME}})")
+    for column in ("name", "workload", "methods", "hyperparameters", "measured"):
+        table.add_column(column, overflow="fold")
+    for recipe in map(load_recipe, shipped_recipes()):
+        measured = recipe.measured
+        evidence = "not measured"
+        if measured is not None and measured.speedup is not None:
+            interval = f" [{measured.low:.2f}, {measured.high:.2f}]" if measured.low is not None else ""
+            evidence = (
+                f"{measured.speedup:.2f}x{interval} in {measured.currency} to {measured.metric} "
+                f"{measured.quality:g}, {measured.seeds} seeds"
+            )
+        methods = ", ".join(str(m) for m in recipe.methods) or "(none)"
+        table.add_row(*map(escape, (f"{recipe.name} v{recipe.version}", recipe.workload, methods,
+                                     recipe.hyperparameters.describe(), evidence)))  # fmt: skip
+    console.print(table)
+
+
+def recipe_search_command(
+    workload: Annotated[str, typer.Option(help="The workload to find a recipe for.")],
+    budget_hours: Annotated[float, typer.Option(help="Stop adding methods once this much time is spent.")] = 1.0,
+    out: Annotated[Path | None, typer.Option(help="Search folder (default: studies/search-<workload>).")] = None,
+    budgets: Annotated[str | None, typer.Option(help="Budgets of every step (default: 1/4, 1/2, 1 x default).")] = None,
+    seeds: Annotated[int, typer.Option(help="Seeds per arm and budget in each step.")] = 3,
+    final_seeds: Annotated[int, typer.Option(help="Fresh seeds of the final verdict.")] = 5,
+    trials: Annotated[int, typer.Option(help="Tuning trials per arm in each step.")] = 4,
+    target: Annotated[float | None, typer.Option(help="Target quality (default: the workload's).")] = None,
+    currency: Annotated[str, typer.Option(help="Cost currency of the judgement.")] = "reference",
+    alpha: Annotated[float, typer.Option(help="A method joins when it is faster at this significance level.")] = 0.05,
+    candidates: Annotated[
+        str | None, typer.Option(help="Methods to try, comma-separated (default: all that fit).")
+    ] = None,
+    option: Annotated[list[str] | None, typer.Option("--option", "-o", help="Workload option KEY=VALUE.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Local worker processes (default: cores / 2).")] = None,
+    plugin: PluginOption = None,
+) -> None:
+    """Find a recipe for a workload: greedy forward selection over the methods that fit, each step a tuned
+    study judged on validation; a method joins only when it is significantly faster. Rerun to resume."""
+    from algospeed.cli_options import load_cli_plugins
+    from algospeed.errors import UsageError
+    from algospeed.study.analysis import as_currency
+    from algospeed.study.search import SearchSettings, search
+
+    plugins = list(load_cli_plugins(plugin))
+    if budget_hours <= 0 or seeds < 3 or final_seeds < 3 or trials < 1 or not 0 < alpha < 1:
+        raise UsageError("recipe search needs --budget-hours > 0, --seeds and --final-seeds >= 3, --trials >= 1 and "
+                         "0 < --alpha < 1")  # fmt: skip
+    settings = SearchSettings(
+        workload=workload,
+        options=parse_key_values(option or [], "--option"),
+        plugins=plugins,
+        budgets=budgets.split(",") if budgets else [],
+        seeds=seeds,
+        final_seeds=final_seeds,
+        trials=trials,
+        target=target,
+        currency=as_currency(currency),
+        alpha=alpha,
+        candidates=candidates.split(",") if candidates else [],
+        budget_hours=budget_hours,
+        workers=workers,
+    )
+    folder = out or Path("studies") / f"search-{workload}"
+    recipe = search(settings, folder, progress=lambda line: console.print(escape(line), highlight=False))
+    console.print(recipe.to_yaml(), markup=False, highlight=False)
+    console.print(f"wrote {folder / 'recipe.yaml'}, {folder / 'search.md'}")

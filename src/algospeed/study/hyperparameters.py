@@ -82,9 +82,11 @@ class Hyperparameters(BaseModel):
 
 
 class Arm(Hyperparameters):
-    """One arm of a study: its methods, in order, and the hyperparameters it sets itself."""
+    """One arm of a study: its methods, in order, and the hyperparameters it sets itself; `recipe` names the
+    recipe (and its version) it was expanded from, if any."""
 
     methods: list[MethodSpec] = Field(default_factory=list)
+    recipe: str | None = None
 
     @field_validator("methods", mode="before")
     @classmethod
@@ -94,15 +96,6 @@ class Arm(Hyperparameters):
     @property
     def hyperparameters(self) -> Hyperparameters:
         return Hyperparameters(**self.run_fields(), settings=self.settings)
-
-    @classmethod
-    def of(cls, value: Any) -> Arm:
-        """An arm from a study file: a list (or `a+b` string) of methods, or a mapping with `methods`."""
-        if isinstance(value, Arm):
-            return value
-        if isinstance(value, dict):
-            return cls.model_validate(value)
-        return cls(methods=parse_arm_methods(value))
 
 
 def parse_arm_methods(methods: Any) -> list[MethodSpec]:

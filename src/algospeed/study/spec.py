@@ -45,7 +45,8 @@ from algospeed.errors import UsageError, usage_error_from_validation
 from algospeed.methods.spec import build_method
 from algospeed.plugins import Plugin, load_plugins, resolve_ref
 from algospeed.run_spec import RunSpec
-from algospeed.study.hyperparameters import Arm, Hyperparameters
+from algospeed.study.hyperparameters import Arm, Hyperparameters, parse_arm_methods
+from algospeed.study.recipe import load_recipe
 from algospeed.study.tuning import TRIAL_SEED, Tuning
 from algospeed.workloads.registry import get_workload
 
@@ -107,7 +108,7 @@ class StudySpec(BaseModel):
     def _arms_parse(cls, value: Any) -> Any:
         if not isinstance(value, dict) or not value:
             raise ValueError("arms must map arm names to lists of methods (the baseline arm has none)")
-        return {name: Arm.of(arm) for name, arm in value.items()}
+        return {name: _arm(arm) for name, arm in value.items()}
 
     @field_validator("arms")
     @classmethod
@@ -280,6 +281,20 @@ class StudyRun(BaseModel):
         if self.trial is not None:
             return f"{self.arm}-trial{self.trial}-{self.budget}-{digest}"
         return f"{self.arm}-{self.budget}-s{self.seed}-{digest}"
+
+
+def _arm(value: Any) -> Arm:
+    """An arm from a study file: a list (or `a+b` string) of methods, or a mapping with `methods` and its own
+    hyperparameters, or with `recipe: NAME|FILE` (expanded here; keys given beside it override the recipe's)."""
+    if isinstance(value, Arm):
+        return value
+    if not isinstance(value, dict):
+        return Arm(methods=parse_arm_methods(value))
+    if "recipe" in value and "methods" not in value:
+        recipe = load_recipe(str(value["recipe"]))
+        rest = {key: item for key, item in value.items() if key != "recipe"}
+        return Arm.model_validate({**recipe.arm(), **rest, "recipe": f"{recipe.name}@v{recipe.version}"})
+    return Arm.model_validate(value)
 
 
 def load_study_spec(path: str | Path) -> StudySpec:
