@@ -72,6 +72,11 @@ class Method(Callback):
     # as test-time views)? Its quality is then not the raw model's on the plain eval data, which a
     # report should say beside its numbers.
     changes_evaluation: ClassVar[bool] = False
+    # Is every point of its run a finished run (schedule-free training evaluates an average of the weights),
+    # so that it needs no learning rate decaying to zero at the end of the budget?
+    anytime: ClassVar[bool] = False
+    # The main settings a recipe search tunes beside the learning rate, as tuning ranges of `study.tuning`.
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -39,8 +39,11 @@ class StudyFacts:
 
 @dataclass(frozen=True)
 class FairnessWarning:
+    """A rule's finding; `arm` names the arm it concerns (None: the study as a whole)."""
+
     rule: str
     message: str
+    arm: str | None = None
 
 
 def baseline_budgets(facts: StudyFacts) -> list[str]:
@@ -59,16 +62,22 @@ def seeds(facts: StudyFacts) -> list[str]:
     return []
 
 
-def schedule_decay(facts: StudyFacts) -> list[str]:
+def schedule_decay(facts: StudyFacts) -> list[tuple[str, str]]:
+    """Every budget must be a fully decayed run, except for arms whose method evaluates an average of the
+    weights that makes every point of the run a finished one (schedule-free training: `Method.anytime`)."""
+    anytime = set(facts.judging.anytime)
     ends: dict[str, float] = {}
     for run in facts.runs:
         if run.schedule_end is not None:
             ends[run.arm] = max(ends.get(run.arm, 0.0), run.schedule_end)
     return [
-        f"arm {arm!r} ends its budget at {end:.2f}x its peak learning rate: its schedule does not decay by the end "
-        "of the budget, so its shorter budgets are not fair (fully decayed) runs"
+        (
+            arm,
+            f"arm {arm!r} ends its budget at {end:.2f}x its peak learning rate: its schedule does not decay by the "
+            "end of the budget, so its shorter budgets are not fair (fully decayed) runs",
+        )
         for arm, end in ends.items()
-        if end > DECAYED
+        if end > DECAYED and not anytime & {m.name for m in facts.spec.arms[arm].methods}
     ]
 
 
@@ -188,7 +197,7 @@ def test_selection(facts: StudyFacts) -> list[str]:
     return []
 
 
-RULES: dict[str, Callable[[StudyFacts], list[str]]] = {
+RULES: dict[str, Callable[[StudyFacts], list[Any]]] = {
     "baseline_budgets": baseline_budgets,
     "seeds": seeds,
     "schedule_decay": schedule_decay,
@@ -205,4 +214,9 @@ RULES: dict[str, Callable[[StudyFacts], list[str]]] = {
 
 def check_fairness(facts: StudyFacts) -> list[FairnessWarning]:
     """Every rule's warnings, in rule order."""
-    return [FairnessWarning(rule, message) for rule, check in RULES.items() for message in check(facts)]
+    found = []
+    for rule, check in RULES.items():
+        for item in check(facts):
+            arm, message = item if isinstance(item, tuple) else (None, item)
+            found.append(FairnessWarning(rule, message, arm))
+    return found

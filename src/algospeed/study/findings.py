@@ -98,7 +98,12 @@ class StudyReport:
 
     @property
     def blocking(self) -> list[str]:
-        return sorted({w.rule for w in self.warnings if w.rule in BLOCKING_RULES})
+        """The blocking rules that fire for the study as a whole."""
+        return self.blocked(None)
+
+    def blocked(self, arm: str | None) -> list[str]:
+        """The blocking rules that void `arm`'s claim: the study-wide ones and the arm's own."""
+        return sorted({w.rule for w in self.warnings if w.rule in BLOCKING_RULES and w.arm in (None, arm)})
 
     @property
     def verdict(self) -> str:
@@ -108,13 +113,15 @@ class StudyReport:
             f"study was created), {len(self.spec.seeds)} seed(s) per arm, costs in {self.currency}, "
             f"{self.interval_method}"
         )
-        faster, slower = [], []
+        faster, slower, voided = [], [], []
         for arm, summary in self.summaries.items():
             result = summary.speedup
             if arm == self.spec.baseline or result.estimate is None or result.low is None or result.high is None:
                 continue
             text = f"{arm} {result.estimate:.2f}x [{result.low:.2f}, {result.high:.2f}]"
-            if result.low > 1:
+            if self.blocked(arm):
+                voided.append(f"{text}, failing {', '.join(self.blocked(arm))}")
+            elif result.low > 1:
                 faster.append(text)
             elif result.high < 1:
                 slower.append(text)
@@ -123,6 +130,8 @@ class StudyReport:
         claims = f"faster than the baseline: {'; '.join(faster)}" if faster else "no arm gives a claimable speedup"
         if slower:
             claims += f"; slower: {'; '.join(slower)}"
+        if voided:
+            claims += f"; not claimable: {'; '.join(voided)}"
         return f"{setting}: {claims}."
 
 

@@ -19,6 +19,7 @@ class Judging:
     higher_is_better: bool
     target: float
     extra_compute: tuple[str, ...] = ()
+    anytime: tuple[str, ...] = ()  # methods whose every point is a finished run (no decaying schedule needed)
 
     @classmethod
     def of(cls, spec: StudySpec) -> Judging:
@@ -29,6 +30,7 @@ class Judging:
             higher_is_better=metric.higher_is_better,
             target=spec.target_quality,
             extra_compute=tuple(sorted(name for name in methods if method_class(name).extra_compute)),
+            anytime=tuple(sorted(name for name in methods if getattr(method_class(name), "anytime", False))),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -36,4 +38,5 @@ class Judging:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Judging:
-        return cls(**{**data, "extra_compute": tuple(data.get("extra_compute", ()))})
+        tuples = {key: tuple(data.get(key, ())) for key in ("extra_compute", "anytime")}
+        return cls(**{**data, **tuples})

@@ -141,7 +141,9 @@ def _judge(report: StudyReport, tried: Sequence[str], alpha: float) -> tuple[lis
     judged, best = [], None
     for name in tried:
         result = report.summaries[f"+{name}"].speedup if f"+{name}" in report.summaries else None
-        significant = result is not None and not report.blocking and result.significant(alpha, one_sided=True)
+        significant = (
+            result is not None and not report.blocked(f"+{name}") and result.significant(alpha, one_sided=True)
+        )
         judged.append(
             Candidate(
                 name,

@@ -123,6 +123,7 @@ class MixUp(SampleMixing):
     """
 
     conflicts = frozenset({"cutmix", "selective_backprop"})
+    search_space = {"alpha": {"log": [0.05, 1.0]}}  # noqa: RUF012 (read-only class data, typed on Method)
     data_kinds = frozenset({DataKind.IMAGES, DataKind.SIGNALS, DataKind.TABULAR})
 
     def __init__(self, alpha: float = 0.2) -> None:

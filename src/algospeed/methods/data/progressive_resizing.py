@@ -83,6 +83,7 @@ class ProgressiveResizing(Method):
     """
 
     place = Place(where=(Where.DATA,), what=(What.SHRINK,), how=How.CHEAPER_STEPS, when=(When.SCHEDULED,))
+    search_space = {"initial_scale": {"linear": [0.3, 0.8]}}  # noqa: RUF012 (read-only class data, typed on Method)
     data_kinds = frozenset({DataKind.IMAGES, DataKind.SIGNALS})
 
     def __init__(self, initial_scale: float = 0.5, finetune_fraction: float = 0.2, size_multiple: int = 4) -> None:

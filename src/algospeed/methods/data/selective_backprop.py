@@ -109,6 +109,7 @@ class SelectiveBackprop(Method):
     """
 
     place = Place(where=(Where.DATA,), what=(What.REMOVE,), how=How.BOTH, when=(When.THROUGHOUT,))
+    search_space = {"fraction": {"linear": [0.3, 0.8]}}  # noqa: RUF012 (read-only class data, typed on Method)
     conflicts = frozenset({"mixup", "cutmix"})
     extra_compute = True
 

@@ -72,6 +72,7 @@ class EMA(Method):
     """
 
     place = Place(where=(Where.OPTIMIZATION,), what=(What.REUSE,), how=How.FEWER_STEPS, when=(When.THROUGHOUT,))
+    search_space = {"decay": {"linear": [0.9, 0.995]}}  # noqa: RUF012 (read-only class data, typed on Method)
     conflicts = frozenset({"swa", "schedule_free"})
 
     def __init__(self, decay: float = 0.99, half_life: float = 0.0) -> None:

@@ -42,6 +42,7 @@ class LabelSmoothing(Method):
     """
 
     place = Place(where=(Where.DATA,), what=(What.REPLACE,), how=How.FEWER_STEPS, when=(When.THROUGHOUT,))
+    search_space = {"smoothing": {"linear": [0.02, 0.2]}}  # noqa: RUF012 (read-only class data, typed on Method)
 
     def __init__(self, smoothing: float = 0.1) -> None:
         if not 0.0 <= smoothing < 1.0:

@@ -126,6 +126,7 @@ class LookaheadMethod(Method):
     """
 
     place = Place(where=(Where.OPTIMIZATION,), what=(What.ADD,), how=How.FEWER_STEPS, when=(When.THROUGHOUT,))
+    search_space = {"alpha": {"linear": [0.3, 0.8]}}  # noqa: RUF012 (read-only class data, typed on Method)
     conflicts = frozenset({"schedule_free"})
 
     def __init__(self, k: int = 5, alpha: float = 0.5) -> None:

@@ -93,6 +93,7 @@ class SAM(Method):
     """
 
     place = Place(where=(Where.OPTIMIZATION,), what=(What.ADD,), how=How.FEWER_STEPS, when=(When.THROUGHOUT,))
+    search_space = {"rho": {"log": [0.01, 0.2]}}  # noqa: RUF012 (read-only class data, typed on Method)
     extra_compute = True
 
     def __init__(self, rho: float = 0.05, interval: int = 1) -> None:
