@@ -196,6 +196,9 @@ def recipe_search_command(
     seeds: Annotated[int, typer.Option(help="Seeds per arm and budget in each step.")] = 3,
     final_seeds: Annotated[int, typer.Option(help="Fresh seeds of the final verdict.")] = 5,
     trials: Annotated[int, typer.Option(help="Tuning trials per arm in each step.")] = 4,
+    tuning_budget: Annotated[
+        str | None, typer.Option(help="Budget of each tuning trial (default: the middle one).")
+    ] = None,
     target: Annotated[float | None, typer.Option(help="Target quality (default: the workload's).")] = None,
     currency: Annotated[str, typer.Option(help="Cost currency of the judgement.")] = "reference",
     alpha: Annotated[float, typer.Option(help="A method joins when it is faster at this significance level.")] = 0.05,
@@ -225,6 +228,7 @@ def recipe_search_command(
         seeds=seeds,
         final_seeds=final_seeds,
         trials=trials,
+        tuning_budget=tuning_budget,
         target=target,
         currency=as_currency(currency),
         alpha=alpha,

@@ -51,6 +51,7 @@ class SearchSettings:
     seeds: int = 3
     final_seeds: int = 5
     trials: int = 4
+    tuning_budget: str | None = None  # default: the middle one of the budgets
     target: float | None = None  # default: the workload's target
     currency: Currency = Currency.REFERENCE
     alpha: float = 0.05
@@ -120,6 +121,7 @@ def _space(settings: SearchSettings, methods: Sequence[str]) -> dict[str, Any]:
 def step_spec(settings: SearchSettings, index: int, recipe: Sequence[str], tried: Sequence[str]) -> StudySpec:
     """The study of step `index`: the current recipe as its baseline against it plus each of `tried`."""
     arms = {BASELINE: list(recipe), **{f"+{name}": [*recipe, name] for name in tried}}
+    budgets = settings.budgets or default_budgets(settings.workload)
     return StudySpec.model_validate(
         {
             "name": f"search-step-{index}",
@@ -127,12 +129,16 @@ def step_spec(settings: SearchSettings, index: int, recipe: Sequence[str], tried
             "workload": settings.workload,
             "options": settings.options,
             "arms": arms,
-            "budgets": settings.budgets or default_budgets(settings.workload),
+            "budgets": budgets,
             "seeds": settings.seeds,
             "target": settings.target,
             "currency": settings.currency,
             "eval_interval": "0.1dur",
-            "tuning": {"trials": settings.trials, "space": _space(settings, [*recipe, *tried])},
+            "tuning": {
+                "trials": settings.trials,
+                "budget": settings.tuning_budget or budgets[len(budgets) // 2],
+                "space": _space(settings, [*recipe, *tried]),
+            },
         }
     )
 
