@@ -14,7 +14,8 @@ from algospeed.core.units import Amount, Unit
 @dataclass
 class Clock:
     """What a run has spent so far. Samples, steps and tokens are exact; seconds exclude eval;
-    `extra_steps` are the passes methods ran beside the training steps (charged to the reference cost)."""
+    `extra_steps` are the passes methods ran beside the training steps (charged to the reference cost);
+    `energy_joules` is measured like the seconds, and None (absent, not zero) where it cannot be measured."""
 
     epoch: int = 0
     sample_in_epoch: int = 0
@@ -25,6 +26,7 @@ class Clock:
     train_seconds: float = 0.0
     flops: float = 0.0
     extra_steps: int = 0
+    energy_joules: float | None = None
 
     @property
     def epochs(self) -> float:
@@ -48,12 +50,20 @@ class Clock:
         """Fraction of `budget` spent, clipped to [0, 1]."""
         return min(1.0, max(0.0, self.amount(budget.unit) / budget.value))
 
-    def state_dict(self) -> dict[str, float | int]:
+    def add_energy(self, joules: float | None) -> None:
+        """Charge measured joules; one unmeasured interval leaves the run without an energy figure for
+        good, since a partial one would understate its cost."""
+        self.energy_joules = None if joules is None or self.energy_joules is None else self.energy_joules + joules
+
+    def state_dict(self) -> dict[str, float | int | None]:
         return asdict(self)
 
-    def load_state_dict(self, state: dict[str, float | int]) -> None:
+    def load_state_dict(self, state: dict[str, float | int | None]) -> None:
         for key, value in state.items():
-            setattr(self, key, type(getattr(self, key))(value))
+            if key == "energy_joules":
+                self.energy_joules = None if value is None else float(value)
+            else:
+                setattr(self, key, type(getattr(self, key))(value))
 
 
 def interval_reached(clock: Clock, last: float, interval: Amount, budget: Amount) -> bool:

@@ -26,6 +26,7 @@ class CurvePoint:
     train_loss: float
     metrics: dict[str, float] = field(default_factory=dict)
     extra_steps: int = 0
+    energy_joules: float | None = None  # measured like train_seconds; None where the machine cannot measure it
     eval_seconds: float = 0.0
     eval_flops: float = 0.0
 

@@ -21,6 +21,7 @@ from algospeed.core.checkpoint import latest_checkpoint, read_checkpoint, write_
 from algospeed.core.clock import interval_reached, position
 from algospeed.core.data import Loader, as_loader, batch_bounds
 from algospeed.core.data_kind import DataKind, check_data_kind
+from algospeed.core.energy import EnergyMeter
 from algospeed.core.events import Event
 from algospeed.core.flops import FlopMeter, shape_signature
 from algospeed.core.metrics import ACCURACY, Forward, Metric, cross_entropy, evaluate, forward_inputs
@@ -115,6 +116,7 @@ class Trainer:
         self.marks = LoopMarks(torch.zeros((), dtype=torch.float64, device=device), fingerprint=fingerprint or {})
         self.signals = StopSignals()
         self.eval_flops = FlopMeter()  # evaluation's FLOPs, apart from the training steps' in `state.flops`
+        self.energy = EnergyMeter.for_device(device)  # charged like the seconds; no figure where unmeasurable
         self._fire(Event.INIT)
 
     # ----------------------------------------------------------------------------------- events
@@ -150,8 +152,10 @@ class Trainer:
             self.load_checkpoint(resume_from)
         else:
             seed_everything(self.state.seed)
+            self.state.clock.energy_joules = 0.0 if self.energy.available else None
         with self.signals.listening():
             self._tick = time.perf_counter()  # work done at fit start (a proxy run) is charged
+            self.energy.restart()
             self._fire(Event.FIT_START)
             reason = self._loop()
             if reason is StopReason.BUDGET_SPENT:
@@ -224,6 +228,7 @@ class Trainer:
         now = time.perf_counter()
         clock.train_seconds += now - self._tick
         self._tick = now
+        clock.add_energy(self.energy.lap())
         self._fire(Event.BATCH_END)
 
     def _end_epoch(self) -> None:
@@ -265,9 +270,11 @@ class Trainer:
             torch.cuda.synchronize(self.state.device)
         now = time.perf_counter()
         self.state.clock.train_seconds += now - self._tick
+        self.state.clock.add_energy(self.energy.lap())
         if work is not None:
             work()
         self._tick = time.perf_counter()
+        self.energy.restart()
 
     # ------------------------------------------------------------------------------ evaluation
     def _check_finite(self) -> None:
@@ -310,6 +317,7 @@ class Trainer:
                 train_loss=mean_loss,
                 metrics=metrics,
                 extra_steps=clock.extra_steps,
+                energy_joules=clock.energy_joules,
                 eval_seconds=(previous.eval_seconds if previous else 0.0) + seconds,
                 eval_flops=(previous.eval_flops if previous else 0.0) + flops,
             )
