@@ -74,6 +74,7 @@ class EMA(Method):
     place = Place(where=(Where.OPTIMIZATION,), what=(What.REUSE,), how=How.FEWER_STEPS, when=(When.THROUGHOUT,))
     search_space = {"decay": {"linear": [0.9, 0.995]}}  # noqa: RUF012 (read-only class data, typed on Method)
     conflicts = frozenset({"swa", "schedule_free"})
+    changes_evaluation = True  # evaluates the EMA copy, not the raw weights
 
     def __init__(self, decay: float = 0.99, half_life: float = 0.0) -> None:
         if not 0.0 <= decay < 1.0:

@@ -80,6 +80,7 @@ class ScheduleFreeMethod(Method):
     place = Place(where=(Where.OPTIMIZATION,), what=(What.REPLACE,), how=How.FEWER_STEPS, when=(When.THROUGHOUT,))
     conflicts = (OPTIMIZER_METHODS - {"schedule_free"}) | SCHEDULE_METHODS | {"lookahead"}
     anytime = True
+    changes_evaluation = True  # evaluates the averaged sequence x, not the raw weights
     DEFAULT_SCALE: ClassVar[dict[str, float]] = {"sgd": 20.0, "adaptive": 5.0}
 
     def __init__(

@@ -107,6 +107,7 @@ class SWA(Method):
     place = Place(where=(Where.OPTIMIZATION,), what=(What.REUSE,), how=How.FEWER_STEPS, when=(When.LATE,))
     conflicts = frozenset({"ema", "schedule_free"})
     extra_compute = True
+    changes_evaluation = True  # evaluates the SWA average, not the raw weights
 
     def __init__(
         self,
