@@ -74,4 +74,4 @@ def test_every_method_sits_where_its_catalogue_entry_places_it() -> None:
 
 def test_methods_that_do_extra_work_declare_it_for_the_fairness_checks() -> None:
     declared = {name for name in method_names() if method_class(name).extra_compute}
-    assert declared == {"sam", "swa", "selective_backprop", "data_pruning", "curriculum"}
+    assert declared == {"sam", "swa", "selective_backprop", "data_pruning", "curriculum", "whitening"}

@@ -111,3 +111,20 @@ __all__ = [
     "swa_update",
     "to_channels_last",
 ]
+
+# The airbench image tricks (whitening, dirac init, batch-norm hyperparameters, alternating flip, TTA).
+from algospeed.methods.data.alternating_flip import alternating_flip_batch
+from algospeed.methods.data.tta import tta_logits
+from algospeed.methods.model.batchnorm_hparams import batchnorm_bias_factory, set_batchnorm_momentum
+from algospeed.methods.model.dirac_init import apply_dirac_init
+from algospeed.methods.model.whitening import apply_whitening, whitening_filters
+
+__all__ += [
+    "alternating_flip_batch",
+    "apply_dirac_init",
+    "apply_whitening",
+    "batchnorm_bias_factory",
+    "set_batchnorm_momentum",
+    "tta_logits",
+    "whitening_filters",
+]
