@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import signal
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,11 +16,11 @@ from rich.table import Table
 
 from algospeed.cli_options import PluginOption, load_cli_plugins
 from algospeed.core.settings import parse_key_values
-from algospeed.errors import AlgospeedError, UsageError, usage_error_from_validation
+from algospeed.errors import AlgospeedError, CheckpointError, RunFailure, UsageError, usage_error_from_validation
 from algospeed.profile.cli import bottlenecks_command, profile_command
 from algospeed.study.cli import compare_command, recipe_search_command, recipes_command, report_command, study_command
 from algospeed.taxonomy.cli import app as taxonomy_app
-from algospeed.terminal import output_console
+from algospeed.terminal import output_console, plain
 
 app = typer.Typer(
     name="algospeed",
@@ -58,13 +60,9 @@ def workloads_command(plugin: PluginOption = None) -> None:
     for w in workloads:
         metric = f"{w.metric.name} ({'max' if w.metric.higher_is_better else 'min'})"
         table.add_row(
-            w.name,
-            w.kind().value,
-            metric,
-            f"{w.target:g}",
-            w.budget,
-            str(w.batch_size),
-            f"{w.optimizer.name} {w.lr:g}",
+            *plain(
+                w.name, w.kind().value, metric, f"{w.target:g}", w.budget, w.batch_size, f"{w.optimizer.name} {w.lr:g}"
+            )
         )
     console.print(table)
     for w in workloads:
@@ -103,13 +101,15 @@ def methods_command(ctx: typer.Context, plugin: PluginOption = None) -> None:
         if METHODS.origin(name) != "built-in":
             summary = f"{summary} (from {_origin(METHODS.origin(name))})"
         table.add_row(
-            name,
-            ", ".join(v.value for v in place.where),
-            ", ".join(v.value for v in place.what),
-            place.how.value,
-            ", ".join(v.value for v in place.when),
-            kinds,
-            escape(summary),
+            *plain(
+                name,
+                ", ".join(v.value for v in place.where),
+                ", ".join(v.value for v in place.what),
+                place.how.value,
+                ", ".join(v.value for v in place.when),
+                kinds,
+                summary,
+            )
         )
     console.print(table)
 
@@ -133,7 +133,8 @@ def methods_show_command(name: Annotated[str, typer.Argument(help="Method name."
     )
     if cls.conflicts or cls.requires:
         console.print(
-            f"conflicts: {', '.join(sorted(cls.conflicts)) or '-'}; needs: {', '.join(sorted(cls.requires)) or '-'}"
+            f"conflicts: {', '.join(sorted(cls.conflicts)) or '-'}; needs: {', '.join(sorted(cls.requires)) or '-'}",
+            markup=False,
         )
     settings = method_settings(cls)
     if settings:
@@ -233,6 +234,12 @@ def train_command(
         directory.start(spec, replace=overwrite)
     try:
         result = trainer.fit(resume_from=directory.checkpoints if resume else None)
+    except OSError as error:  # found while training (a full disk, a vanished folder): exit 3
+        raise RunFailure(os_error_line(error)) from None
+    except UsageError as error:  # e.g. a file of the data that cannot be decoded, met while training
+        if isinstance(error, CheckpointError):
+            raise
+        raise RunFailure(str(error)) from None
     finally:
         if bar is not None:
             bar.close()
@@ -240,7 +247,8 @@ def train_command(
         name = signal.Signals(trainer.stop_signal or signal.SIGINT).name
         err_console.print(
             f"interrupted by {name} at step {trainer.state.clock.steps}; checkpoint saved in "
-            f"{directory.checkpoints}; continue with: algospeed train --out {out} --resume"
+            f"{directory.checkpoints}; continue with: algospeed train --out {out} --resume",
+            markup=False,
         )
         raise typer.Exit(128 + int(trainer.stop_signal or signal.SIGINT))
     summary = directory.finish(spec, result)
@@ -253,9 +261,10 @@ def train_command(
             f"target {summary['target']:g} reached at step {reached['step']} ({reached['train_seconds']:.1f}s)"
             if reached
             else f"target {summary['target']:g} not reached"
-        )
+        ),
+        markup=False,
     )
-    console.print(f"wrote {directory.curve}, {directory.summary}")
+    console.print(f"wrote {directory.curve}, {directory.summary}", markup=False)
 
 
 def recipe_settings(recipe: str) -> dict[str, Any]:
@@ -287,15 +296,49 @@ def check_same_settings(saved: Any, resumed: Any, given: dict[str, Any]) -> None
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; turn algospeed errors into one clear line and their exit code."""
+    """Run the CLI. Every error a user can cause is one line on stderr and an exit code: 2 for usage (also
+    the framework's own: unknown options, bad values), 3 for a failure while training; `--verbose` adds the
+    traceback, which nothing a user can cause needs otherwise."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in args
+    args = [arg for arg in args if arg != "--verbose"]
     try:
-        app(args=argv, prog_name="algospeed")
-    except SystemExit as done:
-        return done.code if isinstance(done.code, int) else int(done.code is not None)
+        code = app(args=args, prog_name="algospeed", standalone_mode=False)
     except AlgospeedError as error:
-        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-        return error.exit_code
-    return 0
+        return _fail(str(error), error.exit_code, verbose)
+    except OSError as error:
+        return _fail(os_error_line(error), 2, verbose)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130, verbose)
+    except Exception as error:  # the CLI framework's usage errors, and anything unexpected
+        usage = getattr(error, "format_message", None)
+        if usage is not None:
+            return _fail(f"{usage()} (see algospeed --help)", getattr(error, "exit_code", 2) or 2, verbose)
+        return _fail(f"internal error {type(error).__name__}: {error} (please report it; --verbose shows where)", 1,
+                     verbose)  # fmt: skip
+    return code if isinstance(code, int) else 0
+
+
+MAX_MESSAGE = 2000  # an echoed value never floods the terminal
+
+
+def _fail(message: str, code: int, verbose: bool) -> int:
+    if verbose:
+        traceback.print_exc()
+    if "Traceback (most recent call last)" in message:  # re-raised from a worker process: its last line says it
+        message = message.strip().splitlines()[-1]
+    line = " ".join(message.split())
+    line = line if len(line) <= MAX_MESSAGE else line[:MAX_MESSAGE] + " ... (cut)"
+    err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    return code
+
+
+def os_error_line(error: OSError) -> str:
+    """What the operating system refused, naming the path: a full disk says so."""
+    where = f"{error.filename}: " if error.filename else ""
+    if error.errno == errno.ENOSPC:
+        return f"{where}the disk is full (no space left on the device)"
+    return f"{where}{error.strerror or error}"
 
 
 if __name__ == "__main__":

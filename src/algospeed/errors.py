@@ -21,6 +21,12 @@ class CheckpointError(AlgospeedError):
     exit_code = 2
 
 
+class RunFailure(AlgospeedError):
+    """Training failed (every run of a study, or an error while training a run): exit code 3."""
+
+    exit_code = 3
+
+
 class DivergenceError(AlgospeedError):
     """Training produced a non-finite loss (exit code 3)."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
 from algospeed.core.callback import Callback
@@ -28,7 +29,7 @@ class ProgressBar(Callback):
             console=console,
             transient=False,
         )
-        self._task = self._progress.add_task(label, total=1.0, stats="")
+        self._task = self._progress.add_task(escape(label), total=1.0, stats="")
         self._last_refresh = 0.0
 
     def on_fit_start(self, state: State) -> None:

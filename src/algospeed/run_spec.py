@@ -22,6 +22,7 @@ from algospeed.workloads.optimizers import optimizer_factory
 from algospeed.workloads.registry import get_workload
 
 EVAL_BATCH = 256
+MAX_SEED = 2**62  # seeds are offset and stored as 64-bit integers: keep far from the edge
 
 
 class RunSpec(BaseModel):
@@ -34,7 +35,7 @@ class RunSpec(BaseModel):
     workload: str
     options: dict[str, str | int | float] = Field(default_factory=dict)
     budget: str | None = None
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, lt=MAX_SEED)
     batch_size: int | None = Field(default=None, gt=0)
     optimizer: str | None = None
     lr: float | None = Field(default=None, gt=0)

@@ -4,8 +4,14 @@ line whole (rich would otherwise wrap tables at 80 columns, folding their values
 from __future__ import annotations
 
 from rich.console import Console
+from rich.text import Text
 
 PIPED_WIDTH = 4096
+
+
+def plain(*cells: object) -> list[Text]:
+    """Table cells shown as they are: a user's names (`[/bold]`, `[red]5`) are never read as markup."""
+    return [Text(str(cell)) for cell in cells]
 
 
 def output_console(stderr: bool = False) -> Console:

@@ -18,6 +18,7 @@ from algospeed.errors import CheckpointError
 
 FORMAT = "algospeed-checkpoint-1"
 _NAME = re.compile(r"^ckpt-(\d+)\.pt$")
+_TEMPORARY = re.compile(r"^\.ckpt-\d+\.pt\.tmp-\d+$")
 
 
 def checkpoint_path(directory: Path, step: int) -> Path:
@@ -41,6 +42,18 @@ def write_checkpoint(directory: Path, step: int, payload: dict[str, Any], meta: 
     for old in list_checkpoints(directory)[:-keep]:
         old.unlink(missing_ok=True)
     return final
+
+
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Delete the temporary files that a process killed while writing a checkpoint left (never a complete
+    checkpoint, never this process's own); returns what was removed."""
+    if not directory.is_dir():
+        return []
+    mine = f".tmp-{os.getpid()}"
+    stale = [p for p in directory.iterdir() if _TEMPORARY.match(p.name) and not p.name.endswith(mine)]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def list_checkpoints(directory: Path) -> list[Path]:

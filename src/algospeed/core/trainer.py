@@ -17,7 +17,12 @@ from torch import nn
 
 from algospeed.core.batch import Batch
 from algospeed.core.callback import Callback, Method, check_composition
-from algospeed.core.checkpoint import latest_checkpoint, read_checkpoint, write_checkpoint
+from algospeed.core.checkpoint import (
+    latest_checkpoint,
+    read_checkpoint,
+    remove_stale_temporaries,
+    write_checkpoint,
+)
 from algospeed.core.clock import interval_reached, position
 from algospeed.core.data import Loader, as_loader, batch_bounds
 from algospeed.core.data_kind import DataKind, check_data_kind
@@ -108,6 +113,10 @@ class Trainer:
             forward=forward,
         )
         self.state.clock.samples_per_epoch = len(train_data)
+        if train_data.drop_last and train_data.batch_size > len(train_data):
+            raise UsageError(
+                f"batch size {train_data.batch_size} is larger than the {len(train_data)} training samples"
+            )
         # A profiler's hook, called with the phase that starts where no event marks it ("h2d" when a
         # batch arrives, "checkpoint", "data" when a step is over); see `instrument`.
         self.timer: Callable[[str], None] | None = None
@@ -148,6 +157,8 @@ class Trainer:
     def fit(self, resume_from: str | Path | None = None) -> RunResult:
         """Train until the budget is spent or a SIGINT/SIGTERM arrives; resume from a checkpoint file
         (or a directory of them) when given."""
+        if self.checkpoint_dir is not None:
+            remove_stale_temporaries(self.checkpoint_dir)
         if resume_from is not None:
             self.load_checkpoint(resume_from)
         else:

@@ -73,8 +73,8 @@ def profile_command(
         )
     if peak not in PEAK_SOURCES:
         raise UsageError(f"unknown --peak {peak!r}; valid: {', '.join(PEAK_SOURCES)}")
-    if trace is not None and not trace.resolve().parent.is_dir():
-        raise UsageError(f"cannot write --trace {trace}: {trace.parent} is not a folder")
+    if trace is not None:
+        check_writable(trace)
     given = {
         "plugins": load_cli_plugins(plugin),
         "workload": workload,
@@ -93,7 +93,11 @@ def profile_command(
     chosen = get_workload(spec.workload)
     err = output_console(stderr=True)
     if not json_output:
-        err.print(f"profiling {spec.workload}: {steps} steps, measuring {skip + warmup}..{steps - 1}", highlight=False)
+        err.print(
+            f"profiling {spec.workload}: {steps} steps, measuring {skip + warmup}..{steps - 1}",
+            highlight=False,
+            markup=False,
+        )
     trainer = build_trainer(spec)
     profiler = Profiler(ProfileSchedule(skip_first=skip, warmup=warmup, active=active), trace=trace, peak=peak)
     profiler.attach(trainer)
@@ -111,6 +115,8 @@ def profile_command(
             options=spec.options,
             workload_options=list(chosen.options),
         )
+    if trace is not None and (not trace.is_file() or trace.stat().st_size == 0):
+        raise UsageError(f"no trace was written to {trace} (the profiling window measured no step?)")
     if json_output:
         payload = {"workload": spec.workload, "methods": [str(m) for m in spec.methods], **profile.to_dict()}
         if trace is not None:
@@ -120,7 +126,23 @@ def profile_command(
     console = output_console()
     print_profile(profile, console, title=f"profile of {spec.workload}" + (f" with {methods}" if methods else ""))
     if trace is not None:
-        console.print(f"\ntrace: {trace} (open in https://ui.perfetto.dev or chrome://tracing)", highlight=False)
+        console.print(
+            f"\ntrace: {trace} (open in https://ui.perfetto.dev or chrome://tracing)", highlight=False, markup=False
+        )
+
+
+def check_writable(path: Path) -> None:
+    """A usage error, before any work, when `path` cannot be written (missing folder, no permission)."""
+    if not path.resolve().parent.is_dir():
+        raise UsageError(f"cannot write --trace {path}: {path.parent} is not a folder")
+    existed = path.exists()
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as error:
+        raise UsageError(f"cannot write --trace {path}: {error.strerror}") from None
+    if not existed:
+        path.unlink()
 
 
 def bottlenecks_command(
@@ -156,4 +178,4 @@ def bottlenecks_command(
     paths = write_outputs(result, out)
     console = output_console()
     console.print(result.markdown(), markup=False, highlight=False, soft_wrap=True)
-    console.print(f"wrote {', '.join(str(path) for path in paths)}", highlight=False)
+    console.print(f"wrote {', '.join(str(path) for path in paths)}", highlight=False, markup=False)

@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from algospeed.profile.record import Profile
+from algospeed.terminal import plain
 
 
 def _si(value: float, unit: str) -> str:
@@ -31,7 +32,7 @@ def print_profile(profile: Profile, console: Console, title: str = "profile") ->
     for column, justify in (("phase", "left"), ("ms/step", "right"), ("share", "right")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for row in profile.rows():
-        table.add_row(row.label, f"{row.ms_per_step:.2f}", f"{100 * row.share:.1f}%")
+        table.add_row(*plain(row.label, f"{row.ms_per_step:.2f}", f"{100 * row.share:.1f}%"))
     table.add_row("total", f"{profile.total_seconds / len(steps) * 1e3:.2f}", "100.0%", style="bold")
     console.print(table)
     tokens = f", {_si(profile.tokens_per_second, 'tokens/s')}" if profile.tokens else ""

@@ -41,11 +41,12 @@ def run(
     from algospeed.plugins import resolve_ref
     from algospeed.study.report import analyse, write_report
     from algospeed.study.runner import run_study
+    from algospeed.study.spec import slug
 
     if plugins:
         extra = [resolve_ref(str(plugin)) for plugin in plugins]
         spec = StudySpec.model_validate({**spec.model_dump(mode="json"), "plugins": [*spec.plugins, *extra]})
-    folder = Path(out) if out is not None else Path("studies") / spec.name
+    folder = Path(out) if out is not None else Path("studies") / slug(spec.name)
     run_study(spec, folder, workers=workers, executor=executor, address=address).close()
     write_report(folder)
     return analyse(folder)

@@ -39,12 +39,13 @@ def study_command(
     plugin: PluginOption = None,
 ) -> None:
     """Run arms x budgets x seeds, store every run, and write the report. Rerun to continue a killed study."""
-    from algospeed.errors import UsageError
+    from algospeed.core.status import RunStatus
+    from algospeed.errors import RunFailure, UsageError
     from algospeed.plugins import resolve_ref
     from algospeed.study.presets import preset as preset_spec
     from algospeed.study.report import write_report
     from algospeed.study.runner import run_study
-    from algospeed.study.spec import load_study_spec, validate_study_spec
+    from algospeed.study.spec import load_study_spec, slug, validate_study_spec
 
     if spec_file is not None and preset is not None:
         raise UsageError("give a study file or --preset, not both")
@@ -70,12 +71,17 @@ def study_command(
         merged["plugins"] = [*merged.get("plugins", []), *(resolve_ref(ref) for ref in plugin)]
     merged.setdefault("arms", {"baseline": []})
     spec = validate_study_spec(merged, str(spec_file) if spec_file else "study settings")
-    folder = out or Path("studies") / spec.name
+    folder = out or Path("studies") / slug(spec.name)
     store = run_study(spec, folder, workers=workers, executor=executor, address=address)
+    counts = store.status_counts()
+    first_error = next((run.error for run in store.runs() if run.error), "")
     store.close()
     paths = write_report(folder)
     print_summary(folder)
     console.print(f"wrote {', '.join(str(path) for path in paths)}")
+    failed = counts.get(RunStatus.FAILED, 0) + counts.get(RunStatus.DIVERGED, 0)
+    if failed and not counts.get(RunStatus.COMPLETED):
+        raise RunFailure(f"every run of the study failed or diverged ({failed}); the first: {first_error}")
 
 
 def report_command(
@@ -215,6 +221,7 @@ def recipe_search_command(
     from algospeed.errors import UsageError
     from algospeed.study.analysis import as_currency
     from algospeed.study.search import SearchSettings, search
+    from algospeed.study.spec import slug
 
     plugins = list(load_cli_plugins(plugin))
     if budget_hours <= 0 or seeds < 3 or final_seeds < 3 or trials < 1 or not 0 < alpha < 1:
@@ -236,7 +243,7 @@ def recipe_search_command(
         budget_hours=budget_hours,
         workers=workers,
     )
-    folder = out or Path("studies") / f"search-{workload}"
+    folder = out or Path("studies") / slug(f"search-{workload}")
     recipe = search(settings, folder, progress=lambda line: console.print(escape(line), highlight=False))
     console.print(recipe.to_yaml(), markup=False, highlight=False)
     console.print(f"wrote {folder / 'recipe.yaml'}, {folder / 'search.md'}")

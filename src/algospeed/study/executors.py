@@ -6,9 +6,13 @@ way. Each local worker is pinned to its share of the machine's threads so runs d
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import os
 import shutil
+import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -24,6 +28,7 @@ from algospeed.errors import DivergenceError, UsageError
 from algospeed.study.outcome import RunOutcome
 
 MAX_ATTEMPTS = 2  # a run whose worker dies twice is recorded as failed
+PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): a signal for this process when its parent dies
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,26 @@ OnStart = Callable[[str], None]
 OnFinish = Callable[[RunOutcome], None]
 
 
+def stop_with_parent(parent: int) -> None:
+    """In a worker: exit as soon as the study process that started it is gone (killed, even by SIGKILL), so
+    that a rerun never races an orphan that writes or deletes its checkpoints. The kernel is asked to kill
+    the worker with its parent (Linux); a watchdog thread covers the other platforms."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before the request took hold
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="algospeed-parent-watch", daemon=True).start()
+
+
 def default_workers() -> int:
     """One worker per two cores (each with two threads), at least one."""
     return max(1, (os.cpu_count() or 1) // 2)
@@ -112,7 +137,7 @@ class LocalExecutor:
     """Worker processes on this machine, each with `cores // workers` threads."""
 
     def __init__(self, workers: int | None = None) -> None:
-        self.workers = workers or default_workers()
+        self.workers = default_workers() if workers is None else workers
         if self.workers < 1:
             raise UsageError(f"--workers must be at least 1, got {self.workers}")
 
@@ -131,7 +156,12 @@ class LocalExecutor:
     ) -> list[RunTask]:
         """Run `tasks` in one pool; return the tasks to retry after a worker died."""
         retry: list[RunTask] = []
-        with ProcessPoolExecutor(max_workers=min(self.workers, len(tasks)), mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(
+            max_workers=min(self.workers, len(tasks)),
+            mp_context=get_context("spawn"),
+            initializer=stop_with_parent,
+            initargs=(os.getpid(),),
+        ) as pool:
             pending: dict[Future, RunTask] = {}
             for task in tasks:
                 on_start(task.key)

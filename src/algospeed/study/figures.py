@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import functools
 import io
+from collections.abc import Callable
 
 import matplotlib
 
@@ -14,6 +16,17 @@ import numpy as np
 from algospeed.study.findings import StudyReport
 
 UNITS = {"train_seconds": ", s", "reference": ", reference s", "flops": ", FLOP"}
+
+
+def plain_text(draw: Callable[[StudyReport], str | None]) -> Callable[[StudyReport], str | None]:
+    """Draw with math text off: a user's arm name (`$\\frac{$`) is a label, not a formula that stops the report."""
+
+    @functools.wraps(draw)
+    def drawn(report: StudyReport) -> str | None:
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return draw(report)
+
+    return drawn
 
 
 def _figure_data(figure: plt.Figure) -> str:
@@ -28,6 +41,7 @@ def _color(report: StudyReport, arm: str) -> str:
     return f"C{list(report.spec.arms).index(arm) % 10}"
 
 
+@plain_text
 def tradeoff_figure(report: StudyReport) -> str:
     """Final quality against cost per arm (mean, min-max over seeds), with the Pareto frontier."""
     figure, axis = plt.subplots(figsize=(7, 4.5))
@@ -55,6 +69,7 @@ def tradeoff_figure(report: StudyReport) -> str:
     return _figure_data(figure)
 
 
+@plain_text
 def time_to_target_figure(report: StudyReport) -> str:
     """Each seed's cost to reach the target per arm (never-reached seeds marked at the top), with the median."""
     figure, axis = plt.subplots(figsize=(7, 3.5))
@@ -84,6 +99,7 @@ def time_to_target_figure(report: StudyReport) -> str:
     return _figure_data(figure)
 
 
+@plain_text
 def speedup_figure(report: StudyReport) -> str:
     """Speedup against the baseline as a function of the quality matched, with its confidence band (exploratory:
     only the speedup at the target fixed beforehand is a claim)."""
@@ -106,6 +122,7 @@ def speedup_figure(report: StudyReport) -> str:
     return _figure_data(figure)
 
 
+@plain_text
 def tuning_figure(report: StudyReport) -> str | None:
     """Each trial's cost to the target against its learning rate, per arm (trials that never reached it at the
     top), the chosen trial circled; None when the study did not tune the learning rate."""

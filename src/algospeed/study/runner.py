@@ -22,11 +22,13 @@ from algospeed.study.analysis import speedup
 from algospeed.study.calibration import calibrate_reference_cost
 from algospeed.study.executors import LocalExecutor, RayExecutor, RunTask
 from algospeed.study.judging import Judging
+from algospeed.study.lock import study_lock
 from algospeed.study.outcome import RunOutcome
 from algospeed.study.records import RunRecord
-from algospeed.study.spec import StudyRun, StudySpec
+from algospeed.study.spec import StudyRun, StudySpec, slug
 from algospeed.study.store import STORE_NAME, StudyStore
 from algospeed.study.tuning import Choice, choose
+from algospeed.terminal import plain
 
 CHECKPOINT_EVERY = "0.25dur"
 
@@ -62,12 +64,14 @@ class StudyProgress:
             table.add_column(column)
         eta = self.eta_seconds()
         table.add_row(
-            str(self.done),
-            str(self.running),
-            str(self.total - self.done - self.running),
-            str(self.failed),
-            "-" if eta is None else f"{eta:,.0f}s",
-            self.best,
+            *plain(
+                self.done,
+                self.running,
+                self.total - self.done - self.running,
+                self.failed,
+                "-" if eta is None else f"{eta:,.0f}s",
+                self.best,
+            )
         )
         return table
 
@@ -113,8 +117,17 @@ def run_study(
     """Run every unfinished run of `spec` into `folder` and return the store: first the tuning trials,
     then, with each arm's chosen hyperparameters, the grid of budgets x seeds."""
     folder = Path(folder)
+    chosen = _executor(executor, workers, address)  # a bad executor is refused before anything is written
+    preflight(spec)
+    with study_lock(folder):
+        return _run_study(spec, folder, chosen, console)
+
+
+def _run_study(
+    spec: StudySpec, folder: Path, chosen: LocalExecutor | RayExecutor, console: Console | None
+) -> StudyStore:
+    """The study's two phases, with the folder's lock held: the trials, then the grid with the choices."""
     store = open_study(spec, folder)
-    chosen = _executor(executor, workers, address)
     if store.reference_cost() is None:
         device = torch.device(spec.device) if spec.device else None
         store.set_reference_cost(calibrate_reference_cost(chosen.threads, device))
@@ -126,7 +139,8 @@ def run_study(
     progress = StudyProgress(total=len(trials) + grid_size, workers=workers, started=time.monotonic())
     view = Live(progress.table(), console=console or Console(stderr=True), transient=False, auto_refresh=False)
     with view:
-        _run_all(store, trials, folder, chosen, progress, view, lambda: f"tuning ({len(trials)} trials)")
+        tuning = f"tuning ({len(trials)} trials)" if trials else "-"
+        _run_all(store, trials, folder, chosen, progress, view, lambda: tuning)
         choices = choose_hyperparameters(store, spec, trials)
         store.set_meta("chosen", {arm: choice.to_dict() for arm, choice in choices.items()})
         grid = spec.grid({arm: choice.hyperparameters for arm, choice in choices.items()})
@@ -154,7 +168,7 @@ def _run_all(
         RunTask(
             key=run.key,
             spec=run.spec.model_copy(update={"checkpoint_interval": CHECKPOINT_EVERY}).model_dump(mode="json"),
-            checkpoint_dir=str(folder / "checkpoints" / run.key),
+            checkpoint_dir=str(folder / "checkpoints" / slug(run.key)),
             threads=executor.threads,
         )
         for run in todo
@@ -178,6 +192,19 @@ def _run_all(
 
     view.update(progress.table(), refresh=True)
     executor.run(tasks, started, finished)
+
+
+def preflight(spec: StudySpec) -> None:
+    """Build (not train) each arm's first run, and its trials of other batch sizes, on the CPU here, so that
+    what only the loaded data can tell (a batch larger than the data, a model that does not fit it) is a usage
+    error before anything is written."""
+    from algospeed.run_spec import build_trainer
+
+    seen: set[tuple[str, int | None]] = set()
+    for run in [*spec.grid()[: len(spec.arms)], *spec.trials()]:
+        if (run.arm, run.spec.batch_size) not in seen:
+            seen.add((run.arm, run.spec.batch_size))
+            build_trainer(run.spec.model_copy(update={"device": "cpu"}))
 
 
 def choose_hyperparameters(store: StudyStore, spec: StudySpec, trials: list[StudyRun]) -> dict[str, Choice]:

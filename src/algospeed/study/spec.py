@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ from algospeed.core.units import parse_amount, parse_budget
 from algospeed.errors import UsageError, usage_error_from_validation
 from algospeed.methods.spec import build_method
 from algospeed.plugins import Plugin, load_plugins, resolve_ref
-from algospeed.run_spec import RunSpec
+from algospeed.run_spec import MAX_SEED, RunSpec
 from algospeed.study.hyperparameters import Arm, Hyperparameters, parse_arm_methods
 from algospeed.study.recipe import load_recipe
 from algospeed.study.tuning import TRIAL_SEED, Tuning
@@ -54,6 +55,37 @@ BASELINE = "baseline"
 STORED = {"stored": True}
 """Validation context for a spec read back from a study's store: its plugins, workload and methods are
 not looked up again (a report needs none of their code), only its shape is checked."""
+
+
+MAX_NAME = 100
+MAX_SEEDS = 1000
+_UNSAFE = re.compile(r"[/\x00-\x1f\x7f]")
+_SLUG = re.compile(r"[^A-Za-z0-9._+-]")
+
+
+def slug(name: str) -> str:
+    """`name` as one safe path component on any system (letters, digits, `._+-`; a short hash where anything
+    else was replaced, so that two names never share a folder)."""
+    cleaned = _SLUG.sub("_", name)
+    if cleaned == name:
+        return name
+    return f"{cleaned[:60]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+def safe_name(value: str, what: str) -> str:
+    """A study or arm name (`what`, e.g. "an arm name"): printable, no `/`, not `.` or `..`, no surrounding
+    spaces, at most `MAX_NAME` characters. Where it becomes a path it goes through `slug`."""
+    if not 1 <= len(value) <= MAX_NAME:
+        raise ValueError(f"{what} has 1 to {MAX_NAME} characters, got {len(value)}")
+    if _UNSAFE.search(value) or value.strip() in (".", "..") or value != value.strip():
+        raise ValueError(f"{what} may not hold path separators or control characters, got {_short(value)}")
+    return value
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """`repr(value)`, cut to `limit` characters (an echoed value stays short whatever the input)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _live(info: ValidationInfo) -> bool:
@@ -71,22 +103,27 @@ class StudySpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, ignored_types=(cached_property,))
 
     plugins: list[str] = Field(default_factory=list)
-    name: str = "study"
+    name: str = Field(default="study", min_length=1, max_length=MAX_NAME)
     workload: str
     options: dict[str, str | int | float] = Field(default_factory=dict)
     arms: dict[str, Arm]
     baseline: str = BASELINE
     budgets: list[str] = Field(min_length=1)
     seeds: list[int] = Field(min_length=1)
-    target: float | None = None
+    target: float | None = Field(default=None, allow_inf_nan=False)
     eval_interval: str = "0.1dur"
-    currency: Currency = Currency.TRAIN_SECONDS
+    currency: Currency = Currency.REFERENCE
     batch_size: int | None = Field(default=None, gt=0)
     optimizer: str | None = None
     lr: float | None = Field(default=None, gt=0)
     weight_decay: float | None = Field(default=None, ge=0)
     tuning: Tuning | None = None
     device: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_safe(cls, value: str) -> str:
+        return safe_name(value, "a study name")
 
     @field_validator("plugins")
     @classmethod
@@ -108,7 +145,7 @@ class StudySpec(BaseModel):
     def _arms_parse(cls, value: Any) -> Any:
         if not isinstance(value, dict) or not value:
             raise ValueError("arms must map arm names to lists of methods (the baseline arm has none)")
-        return {name: _arm(arm) for name, arm in value.items()}
+        return {safe_name(str(name), "an arm name"): _arm(arm) for name, arm in value.items()}
 
     @field_validator("arms")
     @classmethod
@@ -138,7 +175,9 @@ class StudySpec(BaseModel):
     @classmethod
     def _budgets_parse(cls, value: Any) -> Any:
         items = value.split(",") if isinstance(value, str) else value
-        return [str(parse_budget(item)) for item in items]
+        if not isinstance(items, list):
+            raise ValueError(f"budgets are a list of amounts like [5ep, 10ep, 20ep], got {_short(value)}")
+        return [str(parse_budget(str(item))) for item in items]
 
     @field_validator("budgets")
     @classmethod
@@ -163,7 +202,9 @@ class StudySpec(BaseModel):
     @classmethod
     def _seeds_distinct(cls, value: list[int]) -> list[int]:
         if len(set(value)) != len(value) or min(value) < 0:
-            raise ValueError(f"seeds must be distinct and non-negative, got {value}")
+            raise ValueError(f"seeds must be distinct and non-negative, got {_short(value)}")
+        if max(value) >= MAX_SEED or len(value) > MAX_SEEDS:
+            raise ValueError(f"seeds must be below {MAX_SEED} and at most {MAX_SEEDS} of them")
         return value
 
     @field_validator("eval_interval")
@@ -302,15 +343,41 @@ def load_study_spec(path: str | Path) -> StudySpec:
     file = Path(path)
     if not file.is_file():
         raise UsageError(f"study file {file} does not exist")
+    if file.stat().st_size > MAX_FILE_BYTES:
+        raise UsageError(f"study file {file} is larger than {MAX_FILE_BYTES} bytes")
     try:
         data = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as error:
-        raise UsageError(f"study file {file} is not valid YAML: {error}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise UsageError(f"study file {file} is not valid YAML: {_short(str(error), 300)}") from None
     if not isinstance(data, dict):
         raise UsageError(f"study file {file} must be a mapping of settings")
+    bounded(data, str(file))
     if isinstance(data.get("plugins"), list):  # files are named relative to the study file
         data["plugins"] = [resolve_ref(str(ref), file.parent) for ref in data["plugins"]]
     return validate_study_spec(data, str(file))
+
+
+MAX_FILE_BYTES = 1 << 20
+MAX_VALUES = 100_000
+MAX_DEPTH = 32
+
+
+def bounded(data: Any, source: str) -> None:
+    """Refuse a study whose values, expanded (YAML aliases can nest exponentially in a few bytes), number more
+    than `MAX_VALUES` or nest deeper than `MAX_DEPTH`; the walk stops at the bound, so it is cheap."""
+    count, stack = 0, [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        count += 1
+        if count > MAX_VALUES or depth > MAX_DEPTH:
+            raise UsageError(
+                f"{source} expands to more than {MAX_VALUES} values or {MAX_DEPTH} levels (YAML aliases?); "
+                "write it out plainly"
+            )
+        if isinstance(value, dict):
+            stack.extend((item, depth + 1) for pair in value.items() for item in pair)
+        elif isinstance(value, (list, tuple)):
+            stack.extend((item, depth + 1) for item in value)
 
 
 def validate_study_spec(data: dict[str, Any], source: str = "study") -> StudySpec:

@@ -117,6 +117,17 @@ class StoredRun:
 RUN_COLUMNS = tuple(f.name for f in fields(StoredRun))
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula (`=cmd|...`, `+`, `-`, `@`) gets a leading quote, as
+    OWASP advises for CSV files; numbers pass as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 class StudyStore:
     """Read and write a study's runs; every write is its own transaction."""
 
@@ -317,9 +328,9 @@ class StudyStore:
         columns = list(dict.fromkeys(key for row in rows for key in row))
         target = Path(path)
         with open(target, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer = csv.DictWriter(handle, fieldnames=[spreadsheet_safe(column) for column in columns])
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows({spreadsheet_safe(k): spreadsheet_safe(v) for k, v in row.items()} for row in rows)
         return target
 
     def to_dataframe(self) -> Any:

@@ -62,9 +62,13 @@ def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         return records[:, 1:].reshape(-1, 3, 32, 32), records[:, 0].astype(np.int64)
     try:
         batch = _NumpyOnlyUnpickler(io.BytesIO(raw), encoding="latin1").load()
-        return np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32), np.asarray(batch["labels"])
+        images = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(batch["labels"])
     except (pickle.UnpicklingError, KeyError, ValueError, EOFError, TypeError) as error:
         raise UsageError(f"{path} is not a CIFAR-10 python batch ({error})") from None
+    if len(labels) != len(images):
+        raise UsageError(f"{path} holds {len(images)} images but {len(labels)} labels")
+    return images, labels.astype(np.int64)
 
 
 def load_cifar10(options: Mapping[str, Any]) -> Splits:
@@ -114,11 +118,14 @@ class ImageFolder(Dataset):
         return len(self.items)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        from PIL import Image
+        from PIL import Image, UnidentifiedImageError
 
         path, label = self.items[index]
-        with Image.open(path) as image:
-            pixels = np.asarray(image.convert("RGB").resize((self.size, self.size)), dtype=np.uint8)
+        try:
+            with Image.open(path) as image:
+                pixels = np.asarray(image.convert("RGB").resize((self.size, self.size)), dtype=np.uint8)
+        except (UnidentifiedImageError, OSError, ValueError) as error:
+            raise UsageError(f"image {path} cannot be decoded ({type(error).__name__}: {error})") from None
         tensor = torch.from_numpy(pixels.copy()).permute(2, 0, 1).float().div(255)
         return (tensor - 0.5) / 0.25, label
 
