@@ -95,3 +95,9 @@ def test_every_readme_study_file_is_a_valid_study(block: str) -> None:
     data = yaml.safe_load(block)
     spec = validate_study_spec(data, "README study")
     assert spec.grid() and (spec.tuning is None or len(spec.trials()) == spec.tuning.trials * len(spec.arms))
+
+
+def test_ci_runs_exactly_the_readmes_test_command() -> None:
+    test_command = next(line for block in _blocks("bash") for line in block.splitlines() if "pytest" in line)
+    ci = (REPO / ".ci" / "run").read_text()
+    assert test_command.strip() in ci.splitlines()
