@@ -16,9 +16,13 @@ def _distinct(values: list[Any]) -> Any:
 
 
 def optimizer_name(optimizer: Any) -> str:
-    """`AdamW`, or `Lookahead(SGD)` for an optimizer that wraps another."""
-    inner = getattr(optimizer, "optimizer", None)
+    """`AdamW`, `Lookahead(SGD)` for an optimizer that wraps another, `CombinedOptimizer(Muon+AdamW)` for one
+    made of parts."""
     name = type(optimizer).__name__
+    parts = getattr(optimizer, "parts", None)
+    if isinstance(parts, dict) and parts:
+        return f"{name}({'+'.join(optimizer_name(part) for part in parts.values())})"
+    inner = getattr(optimizer, "optimizer", None)
     return f"{name}({optimizer_name(inner)})" if inner is not None and inner is not optimizer else name
 
 
@@ -31,9 +35,10 @@ def effective_hyperparameters(state: State) -> dict[str, Any]:
         "lr": _distinct([float(g.get("initial_lr", g["lr"])) for g in groups]),
         "weight_decay": _distinct([float(g.get("weight_decay", 0.0)) for g in groups]),
     }
-    for key in ("momentum", "betas"):
-        if key in groups[0]:
-            found[key] = _distinct([tuple(g[key]) if isinstance(g[key], (list, tuple)) else g[key] for g in groups])
+    for key in ("momentum", "betas"):  # groups of a combined optimizer (Muon + AdamW) may differ in which they have
+        values = [g[key] for g in groups if key in g]
+        if values:
+            found[key] = _distinct([tuple(v) if isinstance(v, (list, tuple)) else v for v in values])
     found["batch_size"] = state.train_data.batch_size
     found["schedule"] = repr(state.schedule)
     found["trainable_parameters"] = sum(p.numel() for g in groups for p in g["params"])

@@ -57,9 +57,10 @@ def execute_run(task: RunTask) -> RunOutcome:
     trainer, hyperparameters, tested = None, {}, {}
     try:
         trainer = build_trainer(RunSpec.model_validate(task.spec), checkpoint_dir=checkpoints)
-        hyperparameters = effective_hyperparameters(trainer.state)  # after every method set its own up
+        hyperparameters = effective_hyperparameters(trainer.state)  # as built (a failed run keeps this)
         result = trainer.fit(resume_from=checkpoints if latest_checkpoint(checkpoints) else None)
         status, error, reason, tested = result.status, "", result.stop_reason, result.test_metrics
+        hyperparameters = effective_hyperparameters(trainer.state)  # as trained: methods that wrap at fit start
     except DivergenceError as diverged:
         status, error, reason = RunStatus.DIVERGED, str(diverged), None
     except Exception as failure:  # a failed run is a result, not the end of the study
