@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -149,3 +150,45 @@ def test_wandb_offline_writes_a_local_run(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("WANDB_MODE", "offline")
     make_trainer([logger_from_spec(f"wandb:{tmp_path / 'wandb'}")]).fit()
     assert list((tmp_path / "wandb").rglob("*.wandb"))
+
+
+def test_train_logs_its_curve_with_logger_options(tmp_path: Path) -> None:
+    from algospeed.cli import main
+
+    out = tmp_path / "run"
+    argv = ["train", "--workload", "synthetic", "--budget", "20ba", "--eval-every", "10ba", "--quiet"]
+    loggers = ["--logger", f"csv:{tmp_path / 'metrics.csv'}", "--logger", f"tensorboard:{tmp_path / 'tb'}"]
+    assert main([*argv, "--out", str(out), *loggers]) == 0
+    curve = [json.loads(line) for line in (out / "curve.jsonl").read_text().splitlines()]
+    with open(tmp_path / "metrics.csv", newline="") as file:
+        assert [int(float(row["cost/steps"])) for row in csv.DictReader(file)] == [point["step"] for point in curve]
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert [event.step for event in events.Scalars("accuracy")] == [point["step"] for point in curve]
+
+
+def test_a_bad_logger_option_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    from algospeed.cli import main
+
+    assert main(["train", "--workload", "synthetic", "--out", str(tmp_path / "run"), "--logger", "nope:x"]) == 2
+    assert not (tmp_path / "run").exists()
+
+
+def test_every_run_of_a_study_logs_to_its_own_place(tmp_path: Path) -> None:
+    from algospeed.study.runner import run_study
+    from algospeed.study.spec import slug, validate_study_spec
+
+    settings = {"name": "logged", "workload": "synthetic", "arms": {"baseline": []}, "budgets": ["10ba", "20ba"]}
+    spec = validate_study_spec({**settings, "seeds": 1, "eval_interval": "5ba", "target": 0.5})
+    tb, table = tmp_path / "tb", tmp_path / "metrics.csv"
+    store = run_study(spec, tmp_path / "study", workers=1, loggers=[f"tensorboard:{tb}", f"csv:{table}"])
+    runs = store.runs()
+    assert len(runs) == 2
+    for run in runs:
+        steps = [point.step for point in store.points(run.key)]
+        events = EventAccumulator(str(tb / slug(run.key)))
+        events.Reload()
+        assert [event.step for event in events.Scalars("accuracy")] == steps
+        with open(table.with_suffix("") / f"{slug(run.key)}.csv", newline="") as file:
+            assert [int(float(row["cost/steps"])) for row in csv.DictReader(file)] == steps
+    store.close()

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from algospeed.cli_options import PluginOption, load_cli_plugins
+from algospeed.cli_options import LoggerOption, PluginOption, load_cli_plugins
 from algospeed.core.settings import parse_key_values
 from algospeed.errors import AlgospeedError, CheckpointError, RunFailure, UsageError, usage_error_from_validation
 from algospeed.profile.cli import bottlenecks_command, profile_command
@@ -184,8 +184,10 @@ def train_command(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run already in --out.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
     plugin: PluginOption = None,
+    logger: LoggerOption = None,
 ) -> None:
     """Train one workload for one budget, writing curve.jsonl, summary.json and checkpoints."""
+    from algospeed.integrations.loggers import logger_from_spec
     from algospeed.progress_bar import ProgressBar
     from algospeed.run_directory import CurveWriter, RunDirectory
     from algospeed.run_spec import RunSpec, build_trainer
@@ -196,6 +198,7 @@ def train_command(
     if recipe is not None and methods is not None:
         raise UsageError("--recipe brings its own methods: give --recipe or --methods, not both")
     directory = RunDirectory(out)
+    loggers = [logger_from_spec(text) for text in logger or []]  # a bad logger is refused first
     given = {
         "plugins": load_cli_plugins(plugin) or None,
         "workload": workload,
@@ -227,7 +230,7 @@ def train_command(
     bar = None if quiet else ProgressBar(f"{spec.workload} seed {spec.seed}", get_workload(spec.workload).metric.name)
     trainer = build_trainer(
         spec,
-        callbacks=[CurveWriter(directory), *([bar] if bar else [])],
+        callbacks=[CurveWriter(directory), *loggers, *([bar] if bar else [])],
         checkpoint_dir=directory.checkpoints,
     )
     if not resume:

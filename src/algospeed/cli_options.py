@@ -15,6 +15,15 @@ PluginOption = Annotated[
     ),
 ]
 
+LoggerOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--logger",
+        help="Record every curve point with a logger KIND:PATH: tensorboard, mlflow, csv or wandb (repeatable).",
+        show_default=False,
+    ),
+]
+
 
 def load_cli_plugins(plugin: list[str] | None) -> dict[str, str]:
     """Load the `--plugin` files and modules (relative paths from the current folder): ref -> sha256."""

@@ -210,3 +210,18 @@ def logger_from_spec(text: str) -> CurveLogger:
     if not separator or not path.strip():
         raise UsageError(f"logger {text!r} needs a path: {kind}:PATH")
     return LOGGERS[kind](path.strip())
+
+
+def run_logger_spec(text: str, run: str) -> str:
+    """The spec a logger given for a whole study has for its run named `run` (a slug): TensorBoard and
+    Weights & Biases write a folder per run, a CSV logger a file per run beside the others, MLflow keeps
+    one store and a run per run. Local paths become absolute, since workers may start elsewhere."""
+    logger_from_spec(text)  # a bad spec is refused before any run starts
+    kind, _, path = text.strip().partition(":")
+    path = path.strip()
+    if kind == "mlflow":
+        return text.strip() if "://" in path else f"mlflow:{Path(path).resolve()}"
+    root = Path(path).resolve()
+    if kind == "csv":
+        return f"csv:{root.with_suffix('') / f'{run}.csv'}"
+    return f"{kind}:{root / run}"

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from algospeed.cli_options import PluginOption
+from algospeed.cli_options import LoggerOption, PluginOption
 from algospeed.core.settings import parse_key_values
 from algospeed.terminal import output_console
 
@@ -37,6 +37,7 @@ def study_command(
     executor: Annotated[str, typer.Option(help="local or ray.")] = "local",
     address: Annotated[str | None, typer.Option(help="Ray cluster address (with --executor ray).")] = None,
     plugin: PluginOption = None,
+    logger: LoggerOption = None,
 ) -> None:
     """Run arms x budgets x seeds, store every run, and write the report. Rerun to continue a killed study."""
     from algospeed.core.status import RunStatus
@@ -72,7 +73,7 @@ def study_command(
     merged.setdefault("arms", {"baseline": []})
     spec = validate_study_spec(merged, str(spec_file) if spec_file else "study settings")
     folder = out or Path("studies") / slug(spec.name)
-    store = run_study(spec, folder, workers=workers, executor=executor, address=address)
+    store = run_study(spec, folder, workers=workers, executor=executor, address=address, loggers=logger or ())
     counts = store.status_counts()
     first_error = next((run.error for run in store.runs() if run.error), "")
     store.close()

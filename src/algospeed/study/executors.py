@@ -40,6 +40,7 @@ class RunTask:
     spec: dict[str, Any]
     checkpoint_dir: str
     threads: int
+    loggers: tuple[str, ...] = ()  # logger specs of this run (`integrations.loggers`)
 
 
 def execute_run(task: RunTask) -> RunOutcome:
@@ -49,6 +50,7 @@ def execute_run(task: RunTask) -> RunOutcome:
 
     from algospeed.core.checkpoint import latest_checkpoint
     from algospeed.core.effective import effective_hyperparameters
+    from algospeed.integrations.loggers import logger_from_spec
     from algospeed.run_spec import RunSpec, build_trainer
 
     torch.set_num_threads(task.threads)
@@ -56,7 +58,8 @@ def execute_run(task: RunTask) -> RunOutcome:
     checkpoints = Path(task.checkpoint_dir)
     trainer, hyperparameters, tested = None, {}, {}
     try:
-        trainer = build_trainer(RunSpec.model_validate(task.spec), checkpoint_dir=checkpoints)
+        callbacks = [logger_from_spec(text) for text in task.loggers]
+        trainer = build_trainer(RunSpec.model_validate(task.spec), callbacks=callbacks, checkpoint_dir=checkpoints)
         hyperparameters = effective_hyperparameters(trainer.state)  # as built (a failed run keeps this)
         result = trainer.fit(resume_from=checkpoints if latest_checkpoint(checkpoints) else None)
         status, error, reason, tested = result.status, "", result.stop_reason, result.test_metrics

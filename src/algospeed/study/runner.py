@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from rich.table import Table
 
 from algospeed.core.status import RunStatus
 from algospeed.errors import UsageError
+from algospeed.integrations.loggers import run_logger_spec
 from algospeed.run_directory import environment
 from algospeed.study.analysis import speedup
 from algospeed.study.calibration import calibrate_reference_cost
@@ -113,18 +114,26 @@ def run_study(
     executor: str = "local",
     address: str | None = None,
     console: Console | None = None,
+    loggers: Sequence[str] = (),
 ) -> StudyStore:
     """Run every unfinished run of `spec` into `folder` and return the store: first the tuning trials,
-    then, with each arm's chosen hyperparameters, the grid of budgets x seeds."""
+    then, with each arm's chosen hyperparameters, the grid of budgets x seeds. Each of `loggers` (e.g.
+    `tensorboard:runs/tb`) records every run, in a place of its own (see `run_logger_spec`)."""
     folder = Path(folder)
     chosen = _executor(executor, workers, address)  # a bad executor is refused before anything is written
+    for text in loggers:
+        run_logger_spec(text, "check")  # a bad logger too
     preflight(spec)
     with study_lock(folder):
-        return _run_study(spec, folder, chosen, console)
+        return _run_study(spec, folder, chosen, console, tuple(loggers))
 
 
 def _run_study(
-    spec: StudySpec, folder: Path, chosen: LocalExecutor | RayExecutor, console: Console | None
+    spec: StudySpec,
+    folder: Path,
+    chosen: LocalExecutor | RayExecutor,
+    console: Console | None,
+    loggers: tuple[str, ...] = (),
 ) -> StudyStore:
     """The study's two phases, with the folder's lock held: the trials, then the grid with the choices."""
     store = open_study(spec, folder)
@@ -140,12 +149,12 @@ def _run_study(
     view = Live(progress.table(), console=console or Console(stderr=True), transient=False, auto_refresh=False)
     with view:
         tuning = f"tuning ({len(trials)} trials)" if trials else "-"
-        _run_all(store, trials, folder, chosen, progress, view, lambda: tuning)
+        _run_all(store, trials, folder, chosen, progress, view, lambda: tuning, loggers)
         choices = choose_hyperparameters(store, spec, trials)
         store.set_meta("chosen", {arm: choice.to_dict() for arm, choice in choices.items()})
         grid = spec.grid({arm: choice.hyperparameters for arm, choice in choices.items()})
         store.set_meta("grid", [run.key for run in grid])
-        _run_all(store, grid, folder, chosen, progress, view, lambda: best_speedup(store, spec))
+        _run_all(store, grid, folder, chosen, progress, view, lambda: best_speedup(store, spec), loggers)
     return store
 
 
@@ -157,6 +166,7 @@ def _run_all(
     progress: StudyProgress,
     view: Live,
     best: Callable[[], str],
+    loggers: tuple[str, ...] = (),
 ) -> None:
     """Run those of `runs` that have not finished, keeping the store and the live view up to date."""
     store.add_runs([(run.key, run.arm, run.budget, run.seed, run.trial, run.params.model_dump()) for run in runs])
@@ -170,6 +180,7 @@ def _run_all(
             spec=run.spec.model_copy(update={"checkpoint_interval": CHECKPOINT_EVERY}).model_dump(mode="json"),
             checkpoint_dir=str(folder / "checkpoints" / slug(run.key)),
             threads=executor.threads,
+            loggers=tuple(run_logger_spec(text, slug(run.key)) for text in loggers),
         )
         for run in todo
     ]

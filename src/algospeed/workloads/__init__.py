@@ -1,6 +1,6 @@
 """Workloads: data, model, metric and defaults, by name. A plugin defines its own the way the built-ins are:
 
-    register_workload(Workload(name="mine", load=..., model=..., data_kind=DataKind.IMAGES, ...))
+register_workload(Workload(name="mine", load=..., model=..., data_kind=DataKind.IMAGES, ...))
 """
 
 from algospeed.core.data_kind import DataKind

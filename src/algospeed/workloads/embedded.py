@@ -136,9 +136,7 @@ def load_synthetic(options: Mapping[str, Any]) -> Splits:
     if not 20 <= samples <= 2_000_000:
         raise UsageError(f"synthetic samples must be between 20 and 2000000, got {samples}")
     if math.prod(shape) * samples > 2**28:
-        raise UsageError(
-            f"synthetic data of {samples} samples of shape {options['shape']} is over 2^28 values"
-        )
+        raise UsageError(f"synthetic data of {samples} samples of shape {options['shape']} is over 2^28 values")
     generator = torch.Generator().manual_seed(SPLIT_SEED)
     inputs = torch.randn(samples, *shape, generator=generator)
     teacher = torch.randn(inputs[0].numel(), classes, generator=generator)
