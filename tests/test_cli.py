@@ -87,7 +87,7 @@ def test_resume_with_a_different_budget_or_a_corrupt_checkpoint_is_a_clear_error
     out_dir = tmp_path / "run"
     assert run_cli(capsys, "train", *FAST, "--out", str(out_dir))[0] == 0
     code, _, err = run_cli(capsys, "train", "--quiet", "--out", str(out_dir), "--resume", "--budget", "5ep")
-    assert code == 2 and "belongs to another run (budget: '3ep' != '5ep')" in err
+    assert code == 2 and "budget '5ep' (saved: '3ep') differs" in err
     for checkpoint in list_checkpoints(out_dir / "checkpoints"):
         checkpoint.write_bytes(b"garbage")
     code, _, err = run_cli(capsys, "train", "--quiet", "--out", str(out_dir), "--resume")

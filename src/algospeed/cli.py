@@ -293,7 +293,8 @@ def check_same_settings(saved: Any, resumed: Any, given: dict[str, Any]) -> None
     ]
     if differing:
         raise UsageError(
-            f"--resume continues the saved run, but {', '.join(differing)} differ; drop them to resume, "
+            f"--resume continues the saved run, but {', '.join(differing)} "
+            f"{'differs' if len(differing) == 1 else 'differ'}; drop them to resume, "
             "or start a new run in another --out"
         )
 
