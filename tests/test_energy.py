@@ -17,6 +17,7 @@ from algospeed.core.data import InMemoryLoader
 from algospeed.core.energy import EnergyMeter, nvml_device, rapl_zones
 from algospeed.core.state import State
 from algospeed.core.trainer import Trainer
+from algospeed.errors import UsageError
 
 RANGE_UJ = 1_000_000_000  # a 1 kJ counter range, so that a wrap is easy to plant
 
@@ -198,3 +199,39 @@ def test_without_a_meter_the_curve_has_no_energy_not_zero(tiny_loader: InMemoryL
     result = trainer.fit()
     assert trainer.state.clock.energy_joules is None
     assert result.final.energy_joules is None and "energy_joules" in result.final.to_dict()
+
+
+def test_energy_is_a_study_currency_stored_per_point_and_refused_where_unmeasurable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from algospeed.cli import main
+    from algospeed.core.currency import Currency
+    from algospeed.core.result import CurvePoint
+    from algospeed.core.status import RunStatus
+    from algospeed.run_directory import environment
+    from algospeed.study.analysis.cost import cost_of
+    from algospeed.study.outcome import RunOutcome
+    from algospeed.study.store import STORE_NAME, StudyStore
+
+    measured = CurvePoint(10, 0.5, 320, 0, 1.5, 2e9, 1.0, 0.3, {"accuracy": 0.9}, energy_joules=12.5)
+    store = StudyStore.create(tmp_path / STORE_NAME)
+    store.add_runs([("k1", "baseline", "10ba", 0, None, {})])
+    store.mark_running("k1")
+    store.finish(RunOutcome("k1", RunStatus.COMPLETED, (measured,), wall_seconds=3.0))
+    stored = store.points("k1")[0]
+    store.close()
+    assert stored.energy_joules == 12.5 and cost_of(stored, Currency.ENERGY) == 12.5
+    with pytest.raises(UsageError, match="energy was not measured"):
+        cost_of(CurvePoint(10, 0.5, 320, 0, 1.5, 2e9, 1.0, 0.3, {}), Currency.ENERGY)  # absent is never zero
+
+    monkeypatch.setattr(energy_module, "RAPL_ROOT", tmp_path / "nowhere")
+    assert environment()["energy"].startswith("not measured: no RAPL")
+    study = tmp_path / "study.yaml"
+    study.write_text("workload: synthetic\narms: {baseline: []}\nbudgets: [10ba]\nseeds: 1\ncurrency: energy_joules\n")
+    assert main(["study", str(study), "--out", str(tmp_path / "out")]) == 2
+    assert "cannot measure it: no RAPL" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+    fake_rapl(tmp_path / "powercap")
+    monkeypatch.setattr(energy_module, "RAPL_ROOT", tmp_path / "powercap")
+    assert environment()["energy"] == "cpu package-0 (RAPL)"

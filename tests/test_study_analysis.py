@@ -50,6 +50,7 @@ def point(step: int, quality: float | None, metric: str = "acc", **overrides: fl
         tokens=step * 32 * 16,
         train_seconds=step * 0.1,
         flops=step * 1e9,
+        energy_joules=step * 2.5,
         progress=0.0,
         train_loss=1.0,
         metrics={} if quality is None else {metric: quality},
@@ -75,7 +76,7 @@ def record(
 
 
 def scaled(rec: RunRecord, factor: float) -> RunRecord:
-    """The same run with every cost (steps, samples, tokens, seconds, FLOPs) multiplied by `factor`."""
+    """The same run with every cost (steps, samples, tokens, seconds, FLOPs, joules) multiplied by `factor`."""
     points = tuple(
         dataclasses.replace(
             p,
@@ -84,6 +85,7 @@ def scaled(rec: RunRecord, factor: float) -> RunRecord:
             tokens=round(p.tokens * factor),
             train_seconds=p.train_seconds * factor,
             flops=p.flops * factor,
+            energy_joules=None if p.energy_joules is None else p.energy_joules * factor,
         )
         for p in rec.points
     )
@@ -95,8 +97,17 @@ def scaled(rec: RunRecord, factor: float) -> RunRecord:
 
 def test_cost_of_reads_every_currency_and_the_reference_formula() -> None:
     p = CurvePoint(
-        step=40, epoch=2.0, samples=1280, tokens=5000, train_seconds=3.25, flops=7e9, progress=0.5, train_loss=0.7
+        step=40,
+        epoch=2.0,
+        samples=1280,
+        tokens=5000,
+        train_seconds=3.25,
+        flops=7e9,
+        progress=0.5,
+        train_loss=0.7,
+        energy_joules=9.5,
     )
+    assert cost_of(p, "energy_joules") == 9.5
     assert cost_of(p, "train_seconds") == 3.25
     assert cost_of(p, "flops") == 7e9
     assert cost_of(p, "samples") == 1280

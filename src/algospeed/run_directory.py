@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from algospeed import __version__
 from algospeed.core.callback import Callback
 from algospeed.core.checkpoint import list_checkpoints
+from algospeed.core.energy import EnergyMeter
 from algospeed.core.files import write_json_atomic, write_text_atomic
 from algospeed.core.result import CurvePoint, RunResult, curve_jsonl
 from algospeed.core.state import State
@@ -101,7 +102,8 @@ class CurveWriter(Callback):
 
 
 def environment() -> dict[str, Any]:
-    """The hardware and software a run used, for its manifest."""
+    """The hardware and software a run used, for its manifest (with what measures energy, or why nothing does)."""
+    meter = EnergyMeter.for_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     return {
         "algospeed": __version__,
         "python": platform.python_version(),
@@ -110,4 +112,5 @@ def environment() -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "energy": ", ".join(meter.source_names) if meter.available else f"not measured: {meter.reason}",
     }

@@ -14,11 +14,12 @@ class Currency(Vocabulary):
     TOKENS = "tokens"  # training tokens (token data only)
     STEPS = "steps"  # optimizer steps
     REFERENCE = "reference"  # a calibrated per-step plus per-FLOP cost, immune to machine noise
+    ENERGY = "energy_joules"  # measured by RAPL or NVML where the machine allows (`core.energy`); never estimated
 
     @property
     def sees_extra_work(self) -> bool:
         """Whether a method's extra passes or proxy runs show in this currency."""
-        return self in (Currency.TRAIN_SECONDS, Currency.FLOPS, Currency.REFERENCE)
+        return self in (Currency.TRAIN_SECONDS, Currency.FLOPS, Currency.REFERENCE, Currency.ENERGY)
 
     @classmethod
     def names(cls) -> str:

@@ -28,7 +28,8 @@ def study_command(
     seeds: Annotated[int | None, typer.Option(help="Number of seeds (0..N-1).")] = None,
     target: Annotated[float | None, typer.Option(help="Target quality (default: the workload's).")] = None,
     currency: Annotated[
-        str | None, typer.Option(help="Cost currency: train_seconds, flops, samples, steps, reference.")
+        str | None,
+        typer.Option(help="Cost currency: train_seconds, flops, samples, tokens, steps, reference, energy_joules."),
     ] = None,
     eval_every: Annotated[str | None, typer.Option(help="Eval interval, e.g. 0.1dur.")] = None,
     option: Annotated[list[str] | None, typer.Option("--option", "-o", help="Workload option KEY=VALUE.")] = None,

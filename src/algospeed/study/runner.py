@@ -6,15 +6,13 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from rich.console import Console
-from rich.live import Live
-from rich.table import Table
 
+from algospeed.core.currency import Currency
 from algospeed.core.status import RunStatus
 from algospeed.errors import UsageError
 from algospeed.integrations.loggers import run_logger_spec
@@ -23,58 +21,15 @@ from algospeed.study.analysis import speedup
 from algospeed.study.calibration import calibrate_reference_cost
 from algospeed.study.executors import LocalExecutor, RayExecutor, RunTask
 from algospeed.study.judging import Judging
+from algospeed.study.live_view import StudyProgress, StudyView
 from algospeed.study.lock import study_lock
 from algospeed.study.outcome import RunOutcome
 from algospeed.study.records import RunRecord
 from algospeed.study.spec import StudyRun, StudySpec, slug
 from algospeed.study.store import STORE_NAME, StudyStore
 from algospeed.study.tuning import Choice, choose
-from algospeed.terminal import plain
 
 CHECKPOINT_EVERY = "0.25dur"
-
-
-@dataclass
-class StudyProgress:
-    """Counts for the live view. Runs are handed to the executor ahead of time; at most `workers` of those
-    in flight are training, the others wait their turn."""
-
-    total: int
-    workers: int | None  # None: the executor does not say (Ray), and every run in flight counts as running
-    done: int = 0
-    finished_here: int = 0
-    in_flight: int = 0
-    failed: int = 0
-    started: float = 0.0
-    best: str = "-"
-
-    @property
-    def running(self) -> int:
-        return self.in_flight if self.workers is None else min(self.in_flight, self.workers)
-
-    def eta_seconds(self) -> float | None:
-        """Time left at this session's pace (runs finished before a restart do not count towards it)."""
-        if self.finished_here == 0:
-            return None
-        elapsed = time.monotonic() - self.started
-        return elapsed / self.finished_here * (self.total - self.done)
-
-    def table(self) -> Table:
-        table = Table(show_header=True, box=None)
-        for column in ("done", "running", "left", "failed", "ETA", "best speedup at target"):
-            table.add_column(column)
-        eta = self.eta_seconds()
-        table.add_row(
-            *plain(
-                self.done,
-                self.running,
-                self.total - self.done - self.running,
-                self.failed,
-                "-" if eta is None else f"{eta:,.0f}s",
-                self.best,
-            )
-        )
-        return table
 
 
 def open_study(spec: StudySpec, folder: Path) -> StudyStore:
@@ -146,8 +101,7 @@ def _run_study(
     grid_size = len(spec.budgets) * len(spec.seeds) * len(spec.arms)
     workers = chosen.workers if isinstance(chosen, LocalExecutor) else None
     progress = StudyProgress(total=len(trials) + grid_size, workers=workers, started=time.monotonic())
-    view = Live(progress.table(), console=console or Console(stderr=True), transient=False, auto_refresh=False)
-    with view:
+    with StudyView(progress, console or Console(stderr=True)) as view:
         tuning = f"tuning ({len(trials)} trials)" if trials else "-"
         _run_all(store, trials, folder, chosen, progress, view, lambda: tuning, loggers)
         choices = choose_hyperparameters(store, spec, trials)
@@ -164,7 +118,7 @@ def _run_all(
     folder: Path,
     executor: LocalExecutor | RayExecutor,
     progress: StudyProgress,
-    view: Live,
+    view: StudyView,
     best: Callable[[], str],
     loggers: tuple[str, ...] = (),
 ) -> None:
@@ -188,7 +142,7 @@ def _run_all(
     def started(key: str) -> None:
         store.mark_running(key)
         progress.in_flight += 1
-        view.update(progress.table(), refresh=True)
+        view.update()
 
     def finished(outcome: RunOutcome) -> None:
         progress.in_flight -= 1
@@ -199,9 +153,9 @@ def _run_all(
         progress.finished_here += 1
         progress.failed += outcome.status is RunStatus.FAILED
         progress.best = best()
-        view.update(progress.table(), refresh=True)
+        view.update(finished=True)
 
-    view.update(progress.table(), refresh=True)
+    view.update()
     executor.run(tasks, started, finished)
 
 
@@ -209,8 +163,14 @@ def preflight(spec: StudySpec) -> None:
     """Build (not train) each arm's first run, and its trials of other batch sizes, on the CPU here, so that
     what only the loaded data can tell (a batch larger than the data, a model that does not fit it) is a usage
     error before anything is written."""
+    from algospeed.core.energy import EnergyMeter
     from algospeed.run_spec import build_trainer
 
+    if spec.currency is Currency.ENERGY:
+        device = torch.device(spec.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        meter = EnergyMeter.for_device(device)
+        if not meter.available:
+            raise UsageError(f"the study's currency is energy, but this machine cannot measure it: {meter.reason}")
     seen: set[tuple[str, int | None]] = set()
     for run in [*spec.grid()[: len(spec.arms)], *spec.trials()]:
         if (run.arm, run.spec.batch_size) not in seen:

@@ -61,6 +61,7 @@ CREATE TABLE points (
     extra_steps INTEGER NOT NULL,
     eval_seconds REAL NOT NULL DEFAULT 0,
     eval_flops REAL NOT NULL DEFAULT 0,
+    energy_joules REAL,
     metrics TEXT NOT NULL,
     PRIMARY KEY (run_key, idx)
 );
@@ -78,6 +79,7 @@ POINT_FIELDS = (
     "extra_steps",
     "eval_seconds",
     "eval_flops",
+    "energy_joules",
 )
 JSON_COLUMNS = ("params", "hyperparameters", "test_metrics")
 

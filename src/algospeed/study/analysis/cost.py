@@ -32,6 +32,12 @@ def cost_of(point: CurvePoint, currency: Currency | str, reference: ReferenceCos
         if reference is None:
             raise UsageError("the 'reference' currency needs a ReferenceCost calibration (per_step, per_flop)")
         return reference.per_step * float(point.step + point.extra_steps) + reference.per_flop * float(point.flops)
+    if currency is Currency.ENERGY:
+        if point.energy_joules is None:
+            raise UsageError(
+                "energy was not measured for these runs (the study's manifest says why): judge them in another currency"
+            )
+        return point.energy_joules
     field = {
         Currency.TRAIN_SECONDS: point.train_seconds,
         Currency.FLOPS: point.flops,
