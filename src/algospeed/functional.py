@@ -112,11 +112,19 @@ __all__ = [
     "to_channels_last",
 ]
 
-# The airbench image tricks (whitening, dirac init, batch-norm hyperparameters, alternating flip, TTA).
+# The airbench image tricks (whitening, dirac init, batch-norm hyperparameters, alternating flip, TTA), and
+# the NanoGPT speedrun's schedule and depth methods for sequence models (sequence length, attention window,
+# token and layer dropping, depth stacking, batch-size warmup).
 from algospeed.methods.data.alternating_flip import alternating_flip_batch
+from algospeed.methods.data.batch_size_warmup import warmup_batch_size
+from algospeed.methods.data.sequence_length_warmup import crop_tokens
 from algospeed.methods.data.tta import tta_logits
 from algospeed.methods.model.batchnorm_hparams import batchnorm_bias_factory, set_batchnorm_momentum
+from algospeed.methods.model.depth_stacking import stack_blocks, truncate_blocks
 from algospeed.methods.model.dirac_init import apply_dirac_init
+from algospeed.methods.model.progressive_layer_drop import apply_layer_drop, keep_probabilities
+from algospeed.methods.model.sliding_window import set_window
+from algospeed.methods.model.token_dropping import apply_token_dropping, drop_tokens_through, kept_positions
 from algospeed.methods.model.whitening import apply_whitening, whitening_filters
 
 __all__ += [
@@ -127,4 +135,17 @@ __all__ += [
     "set_batchnorm_momentum",
     "tta_logits",
     "whitening_filters",
+]
+
+__all__ += [
+    "apply_layer_drop",
+    "apply_token_dropping",
+    "crop_tokens",
+    "drop_tokens_through",
+    "keep_probabilities",
+    "kept_positions",
+    "set_window",
+    "stack_blocks",
+    "truncate_blocks",
+    "warmup_batch_size",
 ]
