@@ -5,7 +5,7 @@ Per-step time: the baseline and the method alternate, each training `--steps` st
 schedule compressed into them), for `--rounds` rounds; the figure is the median ratio of training
 seconds per step. Quality: one run of each at the workload's benchmark budget, seed 0.
 
-    python benchmarks/methods.py [--rounds 3] [--steps 40] [--methods mixup,ema] [--no-quality]
+    python benchmarks/methods.py [--rounds 3] [--steps 40] [--methods mixup,ema] [--workload W] [--no-quality]
 """
 
 from __future__ import annotations
@@ -18,12 +18,15 @@ import torch
 from algospeed.methods.registry import method_names
 from algospeed.run_spec import RunSpec, build_trainer
 
-# Image methods that need residual blocks or 28x28 inputs run on mnist5k, other 2D image methods on
-# digits, everything else on mnist1d.
+# Image methods that need residual blocks or 28x28 inputs run on mnist5k, other 2D image methods (airbench's
+# tricks among them) on digits, everything else on mnist1d.
 NATURAL_WORKLOAD = {
     **dict.fromkeys(["stochastic_depth", "progressive_growing", "squeeze_excite", "blurpool"], "mnist5k"),
     **dict.fromkeys(
-        ["channels_last", "ghost_batchnorm", "weight_standardization", "cutmix", "cutout", "colout", "mixup"],
+        [
+            *("channels_last", "ghost_batchnorm", "weight_standardization", "cutmix", "cutout", "colout", "mixup"),
+            *("whitening", "dirac_init", "batchnorm_hparams", "alternating_flip", "tta"),
+        ],
         "digits",
     ),
 }
@@ -46,6 +49,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--methods", default="", help="comma-separated subset (default: all)")
+    parser.add_argument("--workload", default=None, help="run every method on this workload, not its natural one")
     parser.add_argument("--no-quality", action="store_true", help="skip the full-budget quality runs")
     args = parser.parse_args()
     names = [n for n in args.methods.split(",") if n] or method_names()
@@ -53,7 +57,7 @@ def main() -> None:
     print(f"{'method':24s} {'workload':9s} {'time/step':>10s} {'flops/step':>11s} {'accuracy':>9s} {'baseline':>9s}")
     baseline_quality: dict[str, float] = {}
     for name in names:
-        workload = NATURAL_WORKLOAD.get(name, "mnist1d")
+        workload = args.workload or NATURAL_WORKLOAD.get(name, "mnist1d")
         per_step_seconds(workload, name, 2)  # warm up caches for this method
         time_ratios, flop_ratio = [], 0.0
         for round_index in range(args.rounds):
