@@ -17,6 +17,12 @@ On CUDA, boundaries are CUDA events on the current stream, resolved in batches, 
 device's timeline between them (a phase the device idles through, waiting for the host, is charged
 to that phase); on CPU they are `time.perf_counter`. Outside the schedule's window the trainer runs
 its plain handlers with the hook unset: the profiler then costs one call per step.
+
+`Profiler(schedule).attach_loop(model)` profiles a loop of one's own instead (see `profile.loop`): its
+`step()` ends each step, `with profiler.phase(name)` or `profiler.mark(name)` marks the phases, and the
+first warmup step counts the step's FLOPs (charged to each later step in proportion to its samples)
+along with the operator census. `profile.lightning.ProfilerCallback` drives the same calls from
+Lightning's hooks.
 """
 
 from __future__ import annotations
@@ -32,12 +38,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import nn
 
+from algospeed.core.batch import Batch
 from algospeed.core.callback import Callback, Method
+from algospeed.core.data_kind import DataKind
 from algospeed.core.events import Event
+from algospeed.core.flops import FlopMeter
 from algospeed.core.state import State
 from algospeed.errors import UsageError
 from algospeed.profile.census import Census, OperatorCounter, dtype_name
+from algospeed.profile.loop import LoopState, Phase, check_phase, data_kind_of, infer_data_kind, model_device
 from algospeed.profile.phases import DATA, EVAL, OTHER
 from algospeed.profile.schedule import Action, ProfileSchedule
 
@@ -66,6 +77,7 @@ PHASE_AFTER: dict[Event, str] = {
     Event.EVAL_END: OTHER,
 }
 CUDA_RESOLVE_EVERY = 32  # steps of CUDA events kept before one synchronization resolves them
+LOOP_STEP = "loop step"  # the FLOP meter's key for a hand loop's step
 
 
 def cpu_seconds() -> tuple[float, float]:
@@ -133,7 +145,8 @@ class Profiler:
     `trace`: a path for a Chrome/Perfetto trace of the first window's active steps from
     `torch.profiler` (phases appear as ranges; timings taken under tracing include its overhead).
     `machine`: the device's limits, measured or looked up on `report()` when not given; `peak`:
-    `auto`, `measured` or `datasheet` for that lookup.
+    `auto`, `measured` or `datasheet` for that lookup. `data_kind`: the kind of the training data, so
+    that advice names only methods for it; inferred from the census step's batch when not given.
     """
 
     def __init__(
@@ -144,20 +157,24 @@ class Profiler:
         machine: Machine | None = None,
         peak: str = "auto",
         census: bool = True,
+        data_kind: DataKind | str | None = None,
     ) -> None:
         self.schedule = schedule or ProfileSchedule()
         self.trace_path = Path(trace) if trace is not None else None
         self.machine = machine
         self.peak = peak
         self.take_census = census
+        self.data_kind = None if data_kind is None else data_kind_of(data_kind)
         self.measured = Measured()
         self.census: Census | None = None
         self.trainer: Trainer | None = None
-        self.state: State | None = None
+        self.state: State | LoopState | None = None
+        self.methods: list[str] = []  # the names of the methods in the profiled run (not advised again)
         self._cuda = False
         self._device = torch.device("cpu")
         self._record: _Step | None = None
-        self._counter: OperatorCounter | None = None
+        self._counting: contextlib.ExitStack | None = None  # the census step's counters
+        self._operators: OperatorCounter | None = None
         self._pending: list[_Step] = []
         self._events: list[Any] = []
         self._installed = False
@@ -167,19 +184,43 @@ class Profiler:
         self._cpu_mark: tuple[float, float] | None = None
         self.traced = False
         self._finished = False
+        self._phases: dict[str, Phase] = {}
+        self._stack: list[str] = []
+        self._loop_flops: FlopMeter | None = None
+        self._step_flops = 0.0
+        self._census_samples = 0
 
     # ------------------------------------------------------------------------------- attaching
     def attach(self, trainer: Trainer) -> Profiler:
         """Hook into `trainer` (before `fit`); returns the profiler."""
-        if self.state is not None:
-            raise UsageError("this profiler is already attached to a trainer")
-        self.trainer, self.state = trainer, trainer.state
-        self._cuda = trainer.state.device.type == "cuda"
-        self._device = trainer.state.device
-        if self.trace_path is not None and not self.trace_path.resolve().parent.is_dir():
-            raise UsageError(f"cannot write the trace to {self.trace_path}: {self.trace_path.parent} is not a folder")
+        self._watch(trainer.state)
+        self.trainer = trainer
+        self.methods = [c.key for c in trainer.callbacks if isinstance(c, Method)]
         self._uninstall()
         return self
+
+    def attach_loop(self, model: nn.Module, *, device: str | torch.device | None = None) -> Profiler:
+        """Profile a loop of your own that trains `model` (on `device`, default: the model's): call it
+        just before the loop, which is where step 0 starts; returns the profiler."""
+        if self.schedule.warmup < 1:
+            raise UsageError(
+                "profiling a loop needs a schedule with warmup 1 or more: its first warmup step counts the "
+                "step's FLOPs and operators (which slows it, so it is not measured)"
+            )
+        self._watch(LoopState(model, torch.device(device) if device is not None else model_device(model)))
+        self._loop_flops = FlopMeter()
+        if self.schedule.action(0).timed:
+            self._boundary()
+        return self
+
+    def _watch(self, state: State | LoopState) -> None:
+        if self.state is not None:
+            raise UsageError("this profiler is already attached to a trainer or loop")
+        if self.trace_path is not None and not self.trace_path.resolve().parent.is_dir():
+            raise UsageError(f"cannot write the trace to {self.trace_path}: {self.trace_path.parent} is not a folder")
+        self.state = state
+        self._cuda = state.device.type == "cuda"
+        self._device = state.device
 
     def detach(self) -> None:
         """Give the trainer its plain handlers back and let go of it (what was measured stays)."""
@@ -191,7 +232,8 @@ class Profiler:
 
     def _uninstall(self) -> None:
         """Plain handlers, plus a watcher that switches the instrumentation on where the window starts."""
-        assert self.trainer is not None
+        if self.trainer is None:  # a hand loop calls `step()` at every step anyway
+            return
         watchers = {Event.FIT_START: self._watch_fit_start, Event.BATCH_END: self._watch_batch_end}
         self.trainer.instrument(
             lambda event, pairs: [h for _, h in pairs] + ([watchers[event]] if event in watchers else [])
@@ -204,9 +246,6 @@ class Profiler:
         self.trainer.instrument(self._wrap)
         self.trainer.timer = self._on_phase
         self._installed = True
-        if not self._memory_reset:
-            self._reset_peak_memory()
-            self._memory_reset = True
 
     def _wrap(self, event: Event, pairs: list[tuple[Callback, Handler]]) -> list[Handler]:
         handlers = [self._timed(handler_label(callback), handler) for callback, handler in pairs]
@@ -225,6 +264,23 @@ class Profiler:
         def timed(state: State) -> None:
             switch(label)
             handler(state)
+
+        return timed
+
+    def timed_handler(self, label: str, handler: Handler) -> Handler:
+        """`handler`, charged to `label` (e.g. `method:ema`) and then back to the phase it interrupted: for
+        a loop whose callbacks run inside the loop's own phases."""
+        check_phase(label)
+
+        def timed(state: State) -> None:
+            record = self._record
+            if record is None:
+                handler(state)
+                return
+            back = record.phase
+            self._switch(label)
+            handler(state)
+            self._switch(back)
 
         return timed
 
@@ -268,27 +324,82 @@ class Profiler:
         else:
             self._switch(phase)
 
+    # ------------------------------------------------------------------------------ a hand loop
+    def phase(self, name: str) -> Phase:
+        """`with profiler.phase("forward"): ...` charges the work inside to `name`: one of
+        `profile.phases.PHASES`, or `method:NAME` / `callback:NAME` for work of one's own."""
+        found = self._phases.get(name)
+        if found is None:
+            found = self._phases[name] = Phase(self, check_phase(name))
+        return found
+
+    def enter_phase(self, name: str) -> None:
+        record = self._record
+        if record is not None:
+            self._stack.append(record.phase)
+            self._switch(name)
+
+    def leave_phase(self) -> None:
+        if self._record is not None:
+            enclosing = self._stack.pop() if self._stack else OTHER
+            self._switch(enclosing if self._stack else OTHER)
+
+    def mark(self, name: str) -> None:
+        """The phase `name` starts now (for loops whose hooks mark boundaries rather than enclose work)."""
+        if self._record is not None:
+            self._switch(check_phase(name))
+
+    def step(self, batch: Any = None, *, samples: int | None = None, tokens: int | None = None) -> None:
+        """A step of a hand loop is over (after its optimizer step). `batch` (inputs and targets, a mapping
+        or a `Batch`) gives its samples and tokens unless they are given."""
+        state = self.state
+        if not isinstance(state, LoopState):
+            raise UsageError("profiler.step() is for a loop of your own: call profiler.attach_loop(model) first")
+        clock = state.clock
+        clock.steps += 1
+        if self._record is not None:
+            if batch is not None:
+                state.batch = Batch.of(batch)
+            if samples is None:
+                samples = state.batch.samples if batch is not None else 0
+            if tokens is None:
+                tokens = state.batch.tokens if batch is not None else 0
+            clock.samples += samples
+            clock.tokens += tokens
+            if self._census_samples and samples:
+                clock.flops += self._step_flops * samples / self._census_samples
+            else:
+                clock.flops += self._step_flops
+        if self._record is not None or self.schedule.action(clock.steps).timed:
+            self._boundary()
+
     def _boundary(self) -> None:
         """A step is over (or the run starts): close the step timed so far and open the next one."""
         assert self.state is not None
         clock = self.state.clock
         record, stamp = self._record, None
         action = self.schedule.action(clock.steps)
+        self._stack.clear()
         if record is not None:
             if clock.steps == record.index:  # no step ran since (an epoch ended without a batch)
                 self._switch(DATA)
                 return
+            if self._counting is not None:
+                self._end_census(record)
+            if action is Action.ACTIVE:  # before the stamp, so that starting them is charged to a step never measured
+                self._cpu_window(True)
+                self._set_tracing(True)
             stamp = self._stamp()
             self._close(record, stamp)
             self._record = None
-            if action is not Action.ACTIVE:
-                self._cpu_window(False)
-        if action is Action.ACTIVE:
-            self._cpu_window(True)
+        self._cpu_window(action is Action.ACTIVE)
         self._set_tracing(action is Action.ACTIVE)
         if not action.timed:
             self._uninstall()
             return
+        if not self._memory_reset:
+            self._reset_peak_memory()
+            self._memory_reset = True
         if stamp is None:
             stamp = self._stamp()
         self._record = _Step(
@@ -302,16 +413,34 @@ class Profiler:
             tokens=clock.tokens,
             flops=clock.flops,
         )
-        if action is Action.WARMUP and self.take_census and self.census is None and self._counter is None:
-            self._counter = OperatorCounter()
-            self._counter.__enter__()
+        if action is Action.WARMUP and self._counting is None and self._census_due():
+            self._counting = contextlib.ExitStack()
+            if self.take_census and self.census is None:
+                self._operators = self._counting.enter_context(OperatorCounter())
+            if self._loop_flops is not None and not self._step_flops:
+                self._counting.enter_context(self._loop_flops.count(LOOP_STEP))
+
+    def _census_due(self) -> bool:
+        """The first warmup step counts operators (and, in a hand loop, FLOPs) once."""
+        return (self.take_census and self.census is None) or (self._loop_flops is not None and not self._step_flops)
+
+    def _end_census(self, record: _Step) -> None:
+        """The census step is over: keep its operators, its FLOPs (a hand loop) and its data kind."""
+        state = self.state
+        assert self._counting is not None and state is not None
+        self._counting.close()
+        self._counting = None
+        if self._operators is not None:
+            self.census = self._operators.census(self.default_dtype())
+            self._operators = None
+        if self._loop_flops is not None and not self._step_flops:
+            self._step_flops = self._loop_flops.charge(LOOP_STEP)
+            self._census_samples = state.clock.samples - record.samples
+        if self.data_kind is None and state.batch is not None:
+            self.data_kind = infer_data_kind(state.batch.inputs)
 
     def _close(self, record: _Step, stamp: Any) -> None:
         assert self.state is not None
-        if self._counter is not None:
-            self._counter.__exit__(None, None, None)
-            self.census = self._counter.census(self.default_dtype())
-            self._counter = None
         if record.action is not Action.ACTIVE:
             if self._cuda:
                 self._events.extend(event for _, event in record.marks[1:])
@@ -422,9 +551,9 @@ class Profiler:
         if self._finished:
             return
         self._finished = True
-        if self._counter is not None:
-            self._counter.__exit__(None, None, None)
-            self._counter = None
+        if self._counting is not None:
+            self._counting.close()
+            self._counting = self._operators = None
         self._record = None
         self._cpu_window(False)
         self._set_tracing(False)
