@@ -4,6 +4,12 @@ The mapping is data (`taxonomy/bottlenecks.yaml`): per verdict, taxonomy filters
 directness and advice that is not a method. Candidates are the registered methods (placed by their
 own `place`, and by their catalogue entry's mechanism where one is linked) and the catalogue's
 entries; implemented methods come first, each with the command that tries it.
+
+Advice fits the workload's data kind: a registered method must declare the kind among its
+`data_kinds`, and a catalogued one must have been shown on a task of that kind (`TASKS_FOR_KIND`), so
+an image classifier is not advised token dropping. Catalogued methods that work on sequences of tokens
+(`TOKEN_MECHANISMS`) are advised for token data only: on images they need a vision transformer, which
+a profile cannot tell from a convolutional network.
 """
 
 from __future__ import annotations
@@ -19,13 +25,29 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from algospeed.core.data_kind import DataKind
 from algospeed.errors import UsageError
 from algospeed.taxonomy.axes import How, What, When, Where
 from algospeed.taxonomy.catalogue import PACKAGED, SAFE_LOADER, packaged_catalogue
-from algospeed.taxonomy.schema import SNAKE_CASE, Entry
+from algospeed.taxonomy.schema import SNAKE_CASE, Entry, Task
 
 BOTTLENECKS_FILE = "bottlenecks.yaml"
 PLANNED = re.compile(r"implemented_by:\s*null\s*#\s*planned:\s*([a-z0-9_]+)")
+
+TASKS_FOR_KIND: dict[DataKind, frozenset[Task]] = {
+    DataKind.IMAGES: frozenset({Task.VISION, Task.GENERIC}),
+    DataKind.TOKENS: frozenset({Task.LANGUAGE, Task.GENERIC}),
+    DataKind.SIGNALS: frozenset({Task.SPEECH, Task.GENERIC}),
+    DataKind.TABULAR: frozenset({Task.RECOMMENDATION, Task.GENERIC}),
+}
+"""The catalogue's tasks whose methods apply to each kind of data (a catalogue entry names the tasks it
+was shown on). Multimodal methods need images and text together, so they fit no single kind."""
+
+TOKEN_MECHANISMS = frozenset(
+    {"token_reduction", "sequence_packing", "sequence_length_schedule", "efficient_attention", "positional_encoding"}
+)
+"""The catalogue's mechanisms that act on a sequence of tokens (dropping, merging or packing them,
+attention, positions)."""
 
 
 class Filter(BaseModel):
@@ -98,6 +120,13 @@ class Candidate:
     mechanism: str | None
     summary: str
     reference: str | None
+    data_kinds: frozenset[DataKind]
+
+
+def entry_kinds(entry: Entry) -> frozenset[DataKind]:
+    """The data kinds a catalogue entry applies to, from the tasks it was shown on and its mechanism."""
+    kinds = frozenset(kind for kind, tasks in TASKS_FOR_KIND.items() if tasks & set(entry.tasks))
+    return kinds & {DataKind.TOKENS} if entry.mechanism in TOKEN_MECHANISMS else kinds
 
 
 @cache
@@ -142,6 +171,7 @@ def candidates() -> list[Candidate]:
                 mechanism=entry.mechanism if entry else None,
                 summary=_first_line(cls.__doc__) or (entry.summary if entry else ""),
                 reference=_reference(entry) if entry else None,
+                data_kinds=frozenset(cls.data_kinds),
             )
         )
     for entry in entries:
@@ -157,6 +187,7 @@ def candidates() -> list[Candidate]:
                     mechanism=entry.mechanism,
                     summary=entry.summary,
                     reference=_reference(entry),
+                    data_kinds=entry_kinds(entry),
                 )
             )
     return found
@@ -176,7 +207,8 @@ def _reference(entry: Entry) -> str:
 # ---------------------------------------------------------------------------------------- advice
 @dataclass(frozen=True)
 class Suggestion:
-    """A method to try: why it fits, and for an implemented one, the command that tries it."""
+    """A method to try: why it fits, and for an implemented one, the command that tries it (or, for a
+    loop of one's own, the command that shows its card: how to use it there)."""
 
     name: str
     implemented: bool
@@ -210,7 +242,8 @@ class AdviceSection:
 def advise(
     kinds: Sequence[str],
     *,
-    workload: str = "mnist1d",
+    workload: str | None = None,
+    data_kind: DataKind | None = None,
     methods: Sequence[str] = (),
     options: Mapping[str, Any] | None = None,
     workload_options: Sequence[str] = (),
@@ -219,6 +252,8 @@ def advise(
 ) -> list[AdviceSection]:
     """Advice for each verdict in `kinds`: ranked methods (implemented first) and other advice.
 
+    `workload`: the registered workload the commands train (None: a loop of one's own, whose advice
+    points to each method's card); `data_kind`: only methods for that kind of data are advised;
     `methods` are the run's own method specs (kept in the suggested commands, not suggested again);
     `options` the run's workload options; `workload_options` the options the workload accepts.
     """
@@ -232,7 +267,7 @@ def advise(
             raise UsageError(f"no advice for verdict {kind!r}; known: {', '.join(table)}")
         ranked: list[tuple[bool, int, int, Candidate]] = []
         for order, candidate in enumerate(pool):
-            if candidate.name in in_use:
+            if candidate.name in in_use or (data_kind is not None and data_kind not in candidate.data_kinds):
                 continue
             index = next((i for i, f in enumerate(remedy.filters) if f.matches(candidate)), None)
             if index is not None:
@@ -246,11 +281,7 @@ def advise(
                 implemented=candidate.implemented,
                 summary=candidate.summary,
                 reason=remedy.filters[index].note,
-                command=(
-                    train_command(workload, [*methods, _spec(candidate.name, remedy.settings)], options)
-                    if candidate.implemented
-                    else None
-                ),
+                command=_try_command(candidate, workload, methods, options, remedy.settings),
                 reference=candidate.reference,
             )
             for _, index, _, candidate in implemented + catalogued
@@ -258,10 +289,24 @@ def advise(
         other = [
             (item.text, _fill(item.command, workload, options, item.needs_options))
             for item in remedy.other
-            if not item.needs_options or set(item.needs_options) <= set(workload_options)
+            if workload is None or not item.needs_options or set(item.needs_options) <= set(workload_options)
         ]
         sections.append(AdviceSection(kind=kind, why=remedy.why, methods=suggestions, other=other))
     return sections
+
+
+def _try_command(
+    candidate: Candidate,
+    workload: str | None,
+    methods: Sequence[str],
+    options: Mapping[str, Any] | None,
+    settings: Mapping[str, str],
+) -> str | None:
+    if not candidate.implemented:
+        return None
+    if workload is None:
+        return f"algospeed methods show {candidate.name}"
+    return train_command(workload, [*methods, _spec(candidate.name, settings)], options)
 
 
 def _spec(name: str, settings: Mapping[str, str]) -> str:
@@ -286,8 +331,8 @@ def train_command(workload: str, methods: Sequence[str], options: Mapping[str, A
 
 
 def _fill(
-    template: str | None, workload: str, options: Mapping[str, Any] | None, overridden: Sequence[str]
+    template: str | None, workload: str | None, options: Mapping[str, Any] | None, overridden: Sequence[str]
 ) -> str | None:
-    if template is None:
+    if template is None or workload is None:
         return None
     return template.format(workload=shlex.quote(workload), options=_option_args(options, overridden))

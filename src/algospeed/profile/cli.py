@@ -99,7 +99,9 @@ def profile_command(
             markup=False,
         )
     trainer = build_trainer(spec)
-    profiler = Profiler(ProfileSchedule(skip_first=skip, warmup=warmup, active=active), trace=trace, peak=peak)
+    kind = chosen.kind(spec.options)
+    schedule = ProfileSchedule(skip_first=skip, warmup=warmup, active=active)
+    profiler = Profiler(schedule, trace=trace, peak=peak, data_kind=kind)
     profiler.attach(trainer)
     trainer.fit()
     known = None
@@ -107,10 +109,11 @@ def profile_command(
         dtype = profiler.census.dtype if profiler.census else profiler.default_dtype()
         known = machine(trainer.state.device, dtype, peak, remeasure=True)
     profile = profiler.report(machine=known)
-    if profile.verdict is not None:
+    if profile.verdict is not None:  # advice again, with the commands that train this workload
         profile.advice = advise(
             [profile.verdict.kind, *profile.verdict.flagged],
             workload=spec.workload,
+            data_kind=kind,
             methods=[str(method) for method in spec.methods],
             options=spec.options,
             workload_options=list(chosen.options),

@@ -28,6 +28,7 @@ from algospeed.workloads.cache import cache_dir
 CACHE_FILE = "machine.json"
 MATMUL_SECONDS = 0.25  # the longest single matmul the peak measurement may run
 PEAK_SOURCES = ("auto", "measured", "datasheet")
+MEASURED = "measured"
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "fp64": torch.float64}
 
 
@@ -72,6 +73,11 @@ class Machine:
     operator_seconds: float
     memory_capacity: float | None = None
     cache_bytes: float = 0.0
+
+    @property
+    def peak_measured(self) -> bool:
+        """Whether the peak was measured here (so measuring again may raise it), not from a datasheet."""
+        return self.peak_source.startswith(MEASURED)
 
     @property
     def balance(self) -> float:
@@ -138,7 +144,7 @@ def machine(device: torch.device, dtype: str = "fp32", source: str = "auto", rem
         device=name,
         dtype=dtype,
         peak_flops=measured["peak_flops"],
-        peak_source=f"measured: best of dense {measured['matmul_size']}^3 {dtype} matmuls here",
+        peak_source=f"{MEASURED}: best of dense {measured['matmul_size']}^3 {dtype} matmuls here",
         bandwidth=measured["bandwidth"],
         bandwidth_source="measured: best of large tensor copies here",
         operator_seconds=measured["operator_seconds"],

@@ -46,6 +46,7 @@ class Profile:
     peak_memory: float
     memory_kind: str
     world_size: int = 1
+    remeasured: bool = False  # the peak was measured again because the MFU came out above 100%
     main_cpu_seconds: float = 0.0
     worker_cpu_seconds: float = 0.0
     verdict: Verdict | None = None
@@ -111,11 +112,36 @@ class Profile:
         return self.flops / self.train_seconds if self.train_seconds > 0 else 0.0
 
     @property
-    def mfu(self) -> float | None:
-        """Model FLOPs utilization: achieved FLOP/s over the device's dense peak for the dtype in use."""
+    def measured_mfu(self) -> float | None:
+        """Achieved FLOP/s over the device's dense peak for the dtype in use, as measured (even above 1)."""
         if self.machine is None or self.machine.peak_flops <= 0:
             return None
         return self.achieved_flops / self.machine.peak_flops
+
+    @property
+    def mfu(self) -> float | None:
+        """Model FLOPs utilization; None above 100%, which no device reaches: then the peak or the FLOP
+        count is wrong, and `mfu_unreliable` says why the figure is not given."""
+        value = self.measured_mfu
+        return None if value is None or value > 1 else value
+
+    @property
+    def mfu_unreliable(self) -> str | None:
+        """Why no MFU is given when the measured one is above 100%; None otherwise."""
+        value = self.measured_mfu
+        if value is None or value <= 1 or self.machine is None:
+            return None
+        known = self.machine
+        why = (
+            "the peak was measured while the machine was busy, or the FLOP count is too high"
+            if known.peak_measured
+            else "the FLOP count is too high for what the device ran"
+        )
+        again = ", measured again" if self.remeasured else ""
+        return (
+            f"the run's {self.achieved_flops / 1e9:.3g} GFLOP/s exceed the {known.peak_flops / 1e9:.3g} GFLOP/s "
+            f"{known.dtype} peak ({known.peak_source}{again}): {why}"
+        )
 
     @property
     def fixed_seconds(self) -> float:
@@ -185,6 +211,7 @@ class Profile:
                 "achieved_flops_per_second": self.achieved_flops,
             },
             "mfu": mfu,
+            "mfu_unreliable": self.mfu_unreliable,
             "machine": self.machine.to_dict() if self.machine else None,
             "census": self.census.to_dict() if self.census else None,
             "fixed_ms_per_step": self.fixed_seconds / max(len(self.steps), 1) * 1e3,

@@ -46,6 +46,8 @@ def print_profile(profile: Profile, console: Console, title: str = "profile") ->
             f"MFU: {100 * profile.mfu:.1f}% of {_si(known.peak_flops, 'FLOP/s')} dense {known.dtype} "
             f"({known.peak_source})"
         )
+    elif profile.mfu_unreliable is not None:
+        say(f"MFU: not given, the figure is unreliable: {profile.mfu_unreliable}")
     census = profile.census
     if census is not None and known is not None:
         intensity = profile.intensity

@@ -1,4 +1,9 @@
-"""Build a `Profile` from what a profiler measured: look the machine up (or measure it) and classify."""
+"""Build a `Profile` from what a profiler measured: look the machine up (or measure it), classify, advise.
+
+An MFU above 100% is not believed: a peak measured here is measured once more (a peak measured while
+the machine was busy is too low, and measuring again keeps the best of both); if the figure is still
+above 100%, the profile gives no MFU and says why.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from algospeed.profile.advice import advise
 from algospeed.profile.peak import Machine, machine
 from algospeed.profile.record import Profile
 from algospeed.profile.verdict import classify
@@ -40,7 +46,14 @@ def build_profile(profiler: Profiler, known: Machine | None = None) -> Profile:
         main_cpu_seconds=measured.main_cpu,
         worker_cpu_seconds=measured.worker_cpu,
     )
+    measured_mfu = profile.measured_mfu
+    if known is not None and known.peak_measured and measured_mfu is not None and measured_mfu > 1:
+        profile.machine = machine(state.device, known.dtype, "measured", remeasure=True)
+        profile.remeasured = True
     profile.verdict = classify(profile)
+    profile.advice = advise(
+        [profile.verdict.kind, *profile.verdict.flagged], data_kind=profiler.data_kind, methods=profiler.methods
+    )
     return profile
 
 
