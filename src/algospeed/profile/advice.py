@@ -247,6 +247,7 @@ def advise(
     methods: Sequence[str] = (),
     options: Mapping[str, Any] | None = None,
     workload_options: Sequence[str] = (),
+    plugins: Sequence[str] = (),
     implemented_limit: int = 8,
     catalogued_limit: int = 5,
 ) -> list[AdviceSection]:
@@ -255,7 +256,8 @@ def advise(
     `workload`: the registered workload the commands train (None: a loop of one's own, whose advice
     points to each method's card); `data_kind`: only methods for that kind of data are advised;
     `methods` are the run's own method specs (kept in the suggested commands, not suggested again);
-    `options` the run's workload options; `workload_options` the options the workload accepts.
+    `options` the run's workload options; `workload_options` the options the workload accepts;
+    `plugins` the plugin files or modules the commands load (where the workload is registered).
     """
     table = remedies()
     pool = candidates()
@@ -281,13 +283,13 @@ def advise(
                 implemented=candidate.implemented,
                 summary=candidate.summary,
                 reason=remedy.filters[index].note,
-                command=_try_command(candidate, workload, methods, options, remedy.settings),
+                command=_try_command(candidate, _workload_args(workload, plugins), methods, options, remedy.settings),
                 reference=candidate.reference,
             )
             for _, index, _, candidate in implemented + catalogued
         ]
         other = [
-            (item.text, _fill(item.command, workload, options, item.needs_options))
+            (item.text, _fill(item.command, _workload_args(workload, plugins), options, item.needs_options))
             for item in remedy.other
             if workload is None or not item.needs_options or set(item.needs_options) <= set(workload_options)
         ]
@@ -297,16 +299,23 @@ def advise(
 
 def _try_command(
     candidate: Candidate,
-    workload: str | None,
+    workload_args: str | None,
     methods: Sequence[str],
     options: Mapping[str, Any] | None,
     settings: Mapping[str, str],
 ) -> str | None:
     if not candidate.implemented:
         return None
-    if workload is None:
+    if workload_args is None:
         return f"algospeed methods show {candidate.name}"
-    return train_command(workload, [*methods, _spec(candidate.name, settings)], options)
+    return train_command(workload_args, [*methods, _spec(candidate.name, settings)], options)
+
+
+def _workload_args(workload: str | None, plugins: Sequence[str]) -> str | None:
+    """`--workload`'s value in a command, followed by the plugins that register it."""
+    if workload is None:
+        return None
+    return " ".join([shlex.quote(workload), *(f"--plugin {shlex.quote(plugin)}" for plugin in plugins)])
 
 
 def _spec(name: str, settings: Mapping[str, str]) -> str:
@@ -322,17 +331,15 @@ def _option_args(options: Mapping[str, Any] | None, leave_out: Sequence[str] = (
     )
 
 
-def train_command(workload: str, methods: Sequence[str], options: Mapping[str, Any] | None = None) -> str:
-    """The `algospeed train` command line that runs `workload` with `methods`."""
-    return (
-        f"algospeed train --workload {shlex.quote(workload)} {_option_args(options)}"
-        f"--methods {shlex.quote(','.join(methods))}"
-    )
+def train_command(workload_args: str, methods: Sequence[str], options: Mapping[str, Any] | None = None) -> str:
+    """The `algospeed train` command line that runs a workload (`--workload`'s quoted arguments) with `methods`."""
+    methods_arg = shlex.quote(",".join(methods))
+    return f"algospeed train --workload {workload_args} {_option_args(options)}--methods {methods_arg}"
 
 
 def _fill(
-    template: str | None, workload: str | None, options: Mapping[str, Any] | None, overridden: Sequence[str]
+    template: str | None, workload_args: str | None, options: Mapping[str, Any] | None, overridden: Sequence[str]
 ) -> str | None:
-    if template is None or workload is None:
+    if template is None or workload_args is None:
         return None
-    return template.format(workload=shlex.quote(workload), options=_option_args(options, overridden))
+    return template.format(workload=workload_args, options=_option_args(options, overridden))

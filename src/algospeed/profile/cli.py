@@ -114,6 +114,7 @@ def profile_command(
             [profile.verdict.kind, *profile.verdict.flagged],
             workload=spec.workload,
             data_kind=kind,
+            plugins=plugin or [],
             methods=[str(method) for method in spec.methods],
             options=spec.options,
             workload_options=list(chosen.options),
