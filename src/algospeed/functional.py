@@ -114,17 +114,27 @@ __all__ = [
 
 # The airbench image tricks (whitening, dirac init, batch-norm hyperparameters, alternating flip, TTA), and
 # the NanoGPT speedrun's schedule and depth methods for sequence models (sequence length, attention window,
-# token and layer dropping, depth stacking, batch-size warmup).
+# token and layer dropping, depth stacking, batch-size warmup) and architecture methods (rotary, ALiBi, QK-norm,
+# ReLU-squared, SwiGLU, logit soft-capping, untied head, value embeddings, U-net skips).
 from algospeed.methods.data.alternating_flip import alternating_flip_batch
 from algospeed.methods.data.batch_size_warmup import warmup_batch_size
 from algospeed.methods.data.sequence_length_warmup import crop_tokens
 from algospeed.methods.data.tta import tta_logits
+from algospeed.methods.model.alibi import alibi_slopes, apply_alibi
 from algospeed.methods.model.batchnorm_hparams import batchnorm_bias_factory, set_batchnorm_momentum
 from algospeed.methods.model.depth_stacking import stack_blocks, truncate_blocks
 from algospeed.methods.model.dirac_init import apply_dirac_init
+from algospeed.methods.model.logit_softcap import apply_logit_softcap, softcap
 from algospeed.methods.model.progressive_layer_drop import apply_layer_drop, keep_probabilities
+from algospeed.methods.model.qk_norm import apply_qk_norm
+from algospeed.methods.model.relu_squared import apply_relu_squared
+from algospeed.methods.model.rotary import apply_rotary, rotate
 from algospeed.methods.model.sliding_window import set_window
+from algospeed.methods.model.swiglu import apply_swiglu
 from algospeed.methods.model.token_dropping import apply_token_dropping, drop_tokens_through, kept_positions
+from algospeed.methods.model.unet_skips import apply_unet_skips
+from algospeed.methods.model.untied_head import untie_head
+from algospeed.methods.model.value_embeddings import apply_value_embeddings
 from algospeed.methods.model.whitening import apply_whitening, whitening_filters
 
 __all__ += [
@@ -148,4 +158,19 @@ __all__ += [
     "stack_blocks",
     "truncate_blocks",
     "warmup_batch_size",
+]
+
+__all__ += [
+    "alibi_slopes",
+    "apply_alibi",
+    "apply_logit_softcap",
+    "apply_qk_norm",
+    "apply_relu_squared",
+    "apply_rotary",
+    "apply_swiglu",
+    "apply_unet_skips",
+    "apply_value_embeddings",
+    "rotate",
+    "softcap",
+    "untie_head",
 ]

@@ -5,8 +5,8 @@ Token ids (N, T) go in, logits (N, T, vocab) come out. Pre-norm blocks, causal s
 to the token embedding or not.
 
 The interface (`SequenceModel`, `SequenceBlock`, `SequenceAttention` below) is what a method that
-changes sequence length, positions, attention or depth may rely on; a user's own transformer opts
-in by exposing the same attributes:
+changes sequence length, positions, attention, the MLP or depth may rely on; a user's own transformer
+opts in by exposing the same attributes:
 
 - `model.embedding`: an `nn.Embedding` (vocab, width) for the token ids.
 - `model.positions`: a module `x -> x` (N, T, width) that adds position information to the token
@@ -16,7 +16,8 @@ in by exposing the same attributes:
 - `model.norm`, `model.head`: the final norm and the `nn.Linear` (width, vocab) to logits; with a
   tied head, `head.weight is embedding.weight`.
 - `model.context`: the longest sequence the model accepts.
-- `model(ids) == head(norm(blocks(positions(embedding(ids)))))`.
+- `model(ids) == head(norm(blocks(positions(embedding(ids)))))`: the token ids are the first
+  argument, the blocks run in order, once each, and the logits are the head's output.
 
 Each `block.attention` offers three hooks, all off by default (plain causal attention):
 
@@ -26,6 +27,13 @@ Each `block.attention` offers three hooks, all off by default (plain causal atte
   to the attention scores (ALiBi and other relative-position biases, custom masks with `-inf`).
 - `qk_transform`: a module `(q, k) -> (q, k)` on the (N, heads, T, head_width) queries and keys
   before the scores are taken (rotary positions, QK-norm).
+
+Two more hooks are optional (a method that needs one refuses a model without it):
+
+- `block.attention.value_transform`: a module `v -> v` on the (N, heads, T, head_width) values,
+  `None` by default (value embeddings mix extra embeddings of the token ids in here).
+- `block.mlp.activation`: the elementwise module between the MLP's `up` and `down` projections
+  (GELU by default; ReLU-squared replaces it).
 """
 
 from __future__ import annotations
@@ -83,7 +91,8 @@ class LearnedPositions(nn.Module):
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head causal self-attention with the `window`, `score_bias` and `qk_transform` hooks."""
+    """Multi-head causal self-attention with the `window`, `score_bias`, `qk_transform` and `value_transform`
+    hooks."""
 
     def __init__(self, width: int, heads: int) -> None:
         super().__init__()
@@ -95,12 +104,15 @@ class CausalSelfAttention(nn.Module):
         self.window: int | None = None
         self.score_bias: nn.Module | None = None
         self.qk_transform: nn.Module | None = None
+        self.value_transform: nn.Module | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, length, width = x.shape
         q, k, v = self.qkv(x).view(n, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
         if self.qk_transform is not None:
             q, k = self.qk_transform(q, k)
+        if self.value_transform is not None:
+            v = self.value_transform(v)
         if self.window is None and self.score_bias is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
@@ -119,15 +131,16 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    """Width -> 4 x width -> width with a GELU."""
+    """Width -> 4 x width -> width with a GELU (the `activation` hook)."""
 
     def __init__(self, width: int) -> None:
         super().__init__()
         self.up = nn.Linear(width, 4 * width, bias=False)
+        self.activation: nn.Module = nn.GELU()
         self.down = nn.Linear(4 * width, width, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(F.gelu(self.up(x)))
+        return self.down(self.activation(self.up(x)))
 
 
 class Block(nn.Module):
