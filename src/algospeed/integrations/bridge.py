@@ -127,6 +127,10 @@ class Bridge:
         order = reversed(self.callbacks) if event.runs_in_reverse else self.callbacks
         return [(c, handler) for c in order if (handler := c.handlers().get(event)) is not None]
 
+    def instrument(self, wrap: Callable[[Callback, Handler], Handler]) -> None:
+        """Let a profiler time each callback's work: every handler becomes `wrap(callback, handler)`."""
+        self._handlers = {event: [(c, wrap(c, h)) for c, h in pairs] for event, pairs in self._handlers.items()}
+
     def fire(self, event: Event) -> None:
         """Run every handler of `event`; a method that uses or changes what the loop cannot give or take
         back is a `UsageError` naming it."""
