@@ -98,3 +98,61 @@ def test_the_bottleneck_experiment_shows_augmentation_turning_the_step_data_boun
     table = (tmp_path / "bottlenecks.md").read_text()
     assert "| augment ms/sample | workers | echo |" in table and "## Findings" in table
     assert len((tmp_path / "bottlenecks.csv").read_text().splitlines()) == 9
+
+
+PLUGIN = '''
+"""A user's own image workload."""
+import torch
+from torch import nn
+
+from algospeed.workloads import ADAMW, DataKind, Splits, Workload, register_workload
+
+
+def load(options):
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(256, 1, 8, 8, generator=generator)
+    targets = (inputs.mean(dim=(1, 2, 3)) > 0).long()
+    return Splits(inputs[:192], targets[:192], inputs[192:], targets[192:])
+
+
+register_workload(
+    Workload(
+        name="mine",
+        description="bright or dark 8x8 images, a small CNN",
+        load=load,
+        model=lambda options, classes: nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 8 * 8, classes)
+        ),
+        data_kind=DataKind.IMAGES,
+        target=0.8,
+        budget="2ep",
+        eval_interval="1ep",
+        batch_size=32,
+        optimizer=ADAMW,
+        lr=1e-2,
+    )
+)
+'''
+
+
+def test_profile_runs_a_users_own_workload_from_a_plugin(capsys, tmp_path: Path) -> None:
+    from algospeed.methods.registry import method_class
+    from algospeed.plugins import unload_plugin
+
+    path = tmp_path / "my_workload.py"
+    path.write_text(PLUGIN)
+    try:
+        code, out, err = run_cli(
+            capsys, "profile", "--plugin", str(path), "--workload", "mine", "--steps", "8", "--skip", "2", "--json"
+        )
+    finally:
+        unload_plugin(str(path))
+    assert code == 0, err
+    payload = json.loads(out)
+    assert payload["workload"] == "mine" and payload["steps"] == 4
+    assert payload["verdict"]["kind"] in KINDS and 0 < payload["mfu"] < 1
+    implemented = [m for section in payload["advice"] for m in section["methods"] if m["implemented"]]
+    assert implemented
+    for method in implemented:
+        assert method["command"].startswith(f"algospeed train --workload mine --plugin {path} ")
+        assert "images" in method_class(method["name"]).data_kinds
