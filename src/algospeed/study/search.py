@@ -6,10 +6,13 @@ tuned alongside the learning rate and weight decay); every arm is tuned with the
 joins only when its arm beats the current recipe significantly (one-sided, at level `alpha`) on the
 validation split; of several, the fastest joins. The search stops when nothing helps or the time budget
 is spent, then reruns the chosen recipe and the tuned baseline on fresh seeds: that final study alone
-gives the recipe's measured speedup, at the baseline's own final quality.
+gives the recipe's measured speedup at the target, beside the tuned baseline's own final quality. A step whose
+current recipe reached the target in fewer than half its seeds can judge nothing (no speedup over it is
+defined): the search stops there and says so, rather than reading it as "nothing helps".
 
 Every step is an ordinary study in its own folder, so a killed search resumes where it stopped: a rerun
-makes the same choices from the stored results and reruns only what had not finished.
+makes the same choices from the stored results and reruns only what had not finished. The time budget counts
+the time of the steps that finished before a restart (kept in `search.json`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +85,18 @@ class Step:
     candidates: list[Candidate]
     joined: str | None
     seconds: float
+    note: str | None = None  # why nothing could be judged, when so
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The final study: the recipe with what was measured, the tuned baseline's own mean final quality at the
+    largest budget (validation, and test as reported), and the minutes the study took."""
+
+    recipe: Recipe
+    baseline_validation: float | None
+    baseline_test: float | None
+    seconds: float
 
 
 def default_budgets(workload: str) -> list[str]:
@@ -143,6 +158,20 @@ def step_spec(settings: SearchSettings, index: int, recipe: Sequence[str], tried
     )
 
 
+def unjudgeable(report: StudyReport) -> str | None:
+    """Why a step can judge no candidate: its current recipe (the step's baseline) reached the target in fewer
+    than half its seeds, so no speedup over it is defined; None when it can."""
+    summary = report.summaries.get(BASELINE)
+    if summary is None:
+        return "the current recipe has no finished runs"
+    if 2 * summary.reached < summary.n_seeds:
+        return (
+            f"the current recipe reached the target {report.target:g} in {summary.reached} of {summary.n_seeds} "
+            "seeds, so no speedup over it is defined: lower --target, raise --budgets or give more --trials"
+        )
+    return None
+
+
 def _judge(report: StudyReport, tried: Sequence[str], alpha: float) -> tuple[list[Candidate], str | None]:
     judged, best = [], None
     for name in tried:
@@ -169,12 +198,14 @@ def search(settings: SearchSettings, out: str | Path, progress: Callable[[str], 
     `search.json`, and return the recipe with its measured speedup."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    started, recipe, steps = time.monotonic(), [], []
+    before = _previous_seconds(out)
+    recipe: list[str] = []
+    steps: list[Step] = []
     while True:
         tried = candidates(settings, recipe)
-        elapsed = time.monotonic() - started
+        spent = sum(step.seconds for step in steps)
         estimate = steps[-1].seconds * (len(tried) + 1) / (len(steps[-1].candidates) + 1) if steps else 0.0
-        if not tried or elapsed + estimate > settings.budget_hours * 3600:
+        if not tried or spent + estimate > settings.budget_hours * 3600:
             progress("search stops: " + ("nothing left to try" if not tried else "its time budget is spent"))
             break
         index = len(steps)
@@ -183,23 +214,32 @@ def search(settings: SearchSettings, out: str | Path, progress: Callable[[str], 
         step_started = time.monotonic()
         run_study(step_spec(settings, index, recipe, tried), folder, workers=settings.workers).close()
         write_report(folder)
-        judged, joined = _judge(analyse(folder), tried, settings.alpha)
-        steps.append(Step(index, list(recipe), str(folder), judged, joined, time.monotonic() - step_started))
+        report = analyse(folder)
+        judged, joined = _judge(report, tried, settings.alpha)
+        note = unjudgeable(report)
+        seconds = before.get(str(folder), 0.0) + time.monotonic() - step_started
+        steps.append(Step(index, list(recipe), str(folder), judged, joined, seconds, note))
         _write_state(out, steps)
+        if note is not None:
+            progress(f"step {index}: nothing can be judged: {note}; the search stops")
+            break
         if joined is None:
             progress(f"step {index}: no candidate is significantly faster; the search stops")
             break
         progress(f"step {index}: {joined} joins")
         recipe.append(joined)
-    final = final_verdict(settings, recipe, out / "final")
-    _write_state(out, steps, final)
-    write_text_atomic(out / "recipe.yaml", final.to_yaml())
-    write_text_atomic(out / "search.md", render_search(steps, final))
-    return final
+    started = time.monotonic()
+    verdict = final_verdict(settings, recipe, out / "final")
+    verdict = replace(verdict, seconds=before.get(str(out / "final"), 0.0) + time.monotonic() - started)
+    _write_state(out, steps, verdict)
+    write_text_atomic(out / "recipe.yaml", verdict.recipe.to_yaml())
+    write_text_atomic(out / "search.md", render_search(steps, verdict))
+    return verdict.recipe
 
 
-def final_verdict(settings: SearchSettings, recipe: Sequence[str], folder: Path) -> Recipe:
-    """Rerun the recipe and the baseline, both tuned, on fresh seeds; the recipe with what was measured."""
+def final_verdict(settings: SearchSettings, recipe: Sequence[str], folder: Path) -> Verdict:
+    """Rerun the recipe and the baseline, both tuned, on fresh seeds: the recipe with what was measured, and the
+    baseline's own final quality (`seconds` is left to the caller)."""
     spec = step_spec(settings, len(recipe), [], []).model_dump(mode="json")
     spec.update(
         name="search-final",
@@ -216,7 +256,6 @@ def final_verdict(settings: SearchSettings, recipe: Sequence[str], folder: Path)
     result = report.summaries["recipe"].speedup if recipe and "recipe" in report.summaries else None
     measured = None
     if result is not None:
-        largest = study.budgets[-1]
         measured = Measured(
             speedup=result.estimate,
             low=result.low,
@@ -226,11 +265,11 @@ def final_verdict(settings: SearchSettings, recipe: Sequence[str], folder: Path)
             metric=report.judging.metric,
             seeds=settings.final_seeds,
             interval=result.method,
-            test_quality={arm: report.test_quality.get(arm, {}).get(largest) for arm in (BASELINE, "recipe")},
+            test_quality={arm: report.test_quality.get(arm, {}).get(study.budgets[-1]) for arm in (BASELINE, "recipe")},
             study=str(folder),
             search=str(folder.parent),
         )
-    return Recipe(
+    found = Recipe(
         name=f"{settings.workload}-search",
         workload=settings.workload,
         description=f"found by algospeed recipe search on {settings.workload}",
@@ -238,16 +277,43 @@ def final_verdict(settings: SearchSettings, recipe: Sequence[str], folder: Path)
         hyperparameters=hyperparameters,
         measured=measured,
     )
-
-
-def _write_state(out: Path, steps: list[Step], final: Recipe | None = None) -> None:
-    write_json_atomic(
-        out / "search.json",
-        {"steps": [asdict(step) for step in steps], "recipe": final.model_dump(mode="json") if final else None},
+    largest = study.budgets[-1]
+    return Verdict(
+        found,
+        report.validation_quality.get(BASELINE, {}).get(largest),
+        report.test_quality.get(BASELINE, {}).get(largest),
+        0.0,
     )
 
 
-def render_search(steps: list[Step], final: Recipe) -> str:
+def _previous_seconds(out: Path) -> dict[str, float]:
+    """The seconds that earlier runs of this search spent on each finished study (its folder -> seconds)."""
+    try:
+        state = json.loads((out / "search.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    seconds = {step["folder"]: float(step["seconds"]) for step in state.get("steps", [])}
+    if state.get("final_seconds") is not None:
+        seconds[str(out / "final")] = float(state["final_seconds"])
+    return seconds
+
+
+def _write_state(out: Path, steps: list[Step], verdict: Verdict | None = None) -> None:
+    write_json_atomic(
+        out / "search.json",
+        {
+            "steps": [asdict(step) for step in steps],
+            "recipe": verdict.recipe.model_dump(mode="json") if verdict else None,
+            "final_seconds": verdict.seconds if verdict else None,
+        },
+    )
+
+
+def _quality(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def render_search(steps: list[Step], verdict: Verdict) -> str:
     """The search's path in markdown: each step's candidates with their speedups, what joined, the verdict."""
     lines = ["# Recipe search", ""]
     for step in steps:
@@ -257,9 +323,13 @@ def render_search(steps: list[Step], final: Recipe) -> str:
         for c in step.candidates:
             p = "-" if c.p_faster is None else f"{c.p_faster:.3g}"
             lines.append(f"| {c.method} | {c.speedup} | {p} | {'yes' if c.significant else 'no'} |")
-        lines += ["", f"Joined: **{step.joined}**." if step.joined else "Nothing joined: the search stops.", ""]
-    measured = final.measured
-    lines += ["## Final verdict (fresh seeds)", ""]
+        if step.note is not None:
+            outcome = f"Nothing could be judged: {step.note}. The search stops."
+        else:
+            outcome = f"Joined: **{step.joined}**." if step.joined else "Nothing joined: the search stops."
+        lines += ["", outcome, ""]
+    final, measured = verdict.recipe, verdict.recipe.measured
+    lines += [f"## Final verdict (fresh seeds, {verdict.seconds / 60:.1f} min)", ""]
     if measured is None or measured.speedup is None:
         lines.append("No method joined: the recipe is the tuned baseline.")
     else:
@@ -269,4 +339,9 @@ def render_search(steps: list[Step], final: Recipe) -> str:
             f"baseline in {measured.currency} to {measured.metric} {measured.quality:g} on validation, "
             f"{measured.seeds} fresh seeds ({measured.interval}); test quality {json.dumps(measured.test_quality)}."
         )
+    lines += [
+        "",
+        f"The tuned baseline's own final quality at the largest budget (mean over seeds): validation "
+        f"{_quality(verdict.baseline_validation)}, test {_quality(verdict.baseline_test)}.",
+    ]
     return "\n".join(lines) + "\n"
