@@ -261,6 +261,8 @@ def test_a_short_run_in_token_budgets_learns_and_counts_every_position(tmp_path:
     assert result.final.step == 20 and result.final.samples == 160
     assert before == pytest.approx(math.log(trainer.state.model.embedding.num_embeddings), abs=0.1)
     assert result.final.metrics["loss"] < before - 0.25
+    for point in result.points:  # reported beside the loss at every evaluation, never judged on
+        assert point.metrics["bits_per_token"] == pytest.approx(point.metrics["loss"] / math.log(2), rel=1e-5)
     assert "tokens/s" in shown.getvalue() and "samples/s" not in shown.getvalue()
 
 
@@ -269,7 +271,9 @@ def test_shakespeare_trains_a_few_steps_and_the_loss_falls() -> None:
     trainer = build_trainer(RunSpec(workload="shakespeare-char", budget="20ba", batch_size=16, options=options))
     before = evaluate(trainer.state.model, trainer.eval_data, [CROSS_ENTROPY], "cpu")["loss"]
     assert before == pytest.approx(math.log(85), abs=0.1)  # uniform over the vocabulary at init
-    assert trainer.fit().final.metrics["loss"] < before - 0.5
+    final = trainer.fit().final
+    assert final.metrics["loss"] < before - 0.5
+    assert final.metrics["bits_per_char"] == pytest.approx(final.metrics["loss"] / math.log(2), rel=1e-5)
 
 
 def test_image_methods_are_refused_on_text_before_anything_runs() -> None:

@@ -133,7 +133,7 @@ def build_trainer(
         data_kind=workload.kind(options),
         eval_data=test if val is None else val,
         test_data=None if val is None else test,
-        metrics=[workload.metric],
+        metrics=[workload.metric, *workload.extra_metrics],
         eval_interval=spec.eval_interval or workload.eval_interval,
         callbacks=[*methods, *callbacks],
         seed=spec.seed,

@@ -94,7 +94,8 @@ class Workload:
     `forward(model, batch)` and `loss(outputs, targets)` run a step; `data_kind` says what the inputs
     are (methods that cannot act on them are refused), or computes it from the options where they
     decide it; loaders yield `batch_type` batches; `validation` is the fraction of the training data
-    held out for validation when `load` gives no validation split.
+    held out for validation when `load` gives no validation split. `metric` is what targets and speedups
+    judge; `extra_metrics` (bits per character beside a loss in nats) are only reported.
     """
 
     name: str
@@ -110,6 +111,7 @@ class Workload:
     lr: float
     weight_decay: float = 0.0
     metric: Metric = ACCURACY
+    extra_metrics: tuple[Metric, ...] = ()  # reported beside `metric` at every evaluation, never judged on
     loss: LossFn = cross_entropy
     forward: Forward = forward_inputs
     batch_type: type[Batch] = Batch

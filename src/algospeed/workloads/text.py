@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from algospeed.core.data_kind import DataKind
-from algospeed.core.metrics import CROSS_ENTROPY
+from algospeed.core.metrics import BITS_PER_CHAR, BITS_PER_TOKEN, CROSS_ENTROPY
 from algospeed.errors import UsageError
 from algospeed.workloads.base import Splits, Workload
 from algospeed.workloads.cache import cached_arrays
@@ -317,6 +317,7 @@ register_workload(
         model=lambda options, classes: build_gpt(options, "shakespeare-char"),
         data_kind=DataKind.TOKENS,
         metric=CROSS_ENTROPY,
+        extra_metrics=(BITS_PER_CHAR,),
         target=SHAKESPEARE_TARGET,
         budget="4e6tok",
         eval_interval="5e5tok",
@@ -338,6 +339,7 @@ register_workload(
         model=lambda options, classes: build_gpt(options, "text-file"),
         data_kind=DataKind.TOKENS,
         metric=CROSS_ENTROPY,
+        extra_metrics=(BITS_PER_TOKEN,),  # a character is a token with the char tokenizer
         target=SHAKESPEARE_TARGET,
         budget="4e6tok",
         eval_interval="5e5tok",
