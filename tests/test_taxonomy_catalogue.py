@@ -20,7 +20,7 @@ from algospeed.taxonomy.catalogue import (
     parse_catalogue,
 )
 from algospeed.taxonomy.queries import grid
-from algospeed.taxonomy.schema import FIELD_ORDER, Reference
+from algospeed.taxonomy.schema import FIELD_ORDER, OPTIONAL_FIELDS, Reference
 
 GOOD_ENTRY = """\
 - id: good_method
@@ -64,7 +64,8 @@ def test_ids_titles_and_arxiv_ids_are_unique() -> None:
 
 def test_every_entry_keeps_the_fixed_field_order() -> None:
     for raw in raw_entries():
-        assert tuple(raw) == FIELD_ORDER, raw.get("id")
+        assert tuple(raw) == tuple(f for f in FIELD_ORDER if f in raw), raw.get("id")
+        assert set(FIELD_ORDER) - set(raw) <= OPTIONAL_FIELDS, raw.get("id")
         reference_order = [field for field in Reference.model_fields if field in raw["reference"]]
         assert list(raw["reference"]) == reference_order, raw["id"]
 
@@ -149,3 +150,48 @@ def test_unreadable_or_malformed_files_are_usage_errors(tmp_path: Path) -> None:
         parse_catalogue("- id: [unclosed", "broken.yaml")
     with pytest.raises(UsageError, match="expected a list of entries"):
         parse_catalogue("id: lonely", "mapping.yaml")
+
+
+def test_systems_level_entries_are_marked_and_memory_savers_do_not_claim_cheaper_steps() -> None:
+    catalogue = packaged_catalogue()
+    assert catalogue.entry("channels_last").systems and catalogue.entry("gradient_checkpointing").systems
+    assert catalogue.entry("gradient_checkpointing").label == "Gradient checkpointing (systems)"
+    assert not catalogue.entry("mixup").systems and catalogue.entry("mixup").label == "MixUp"
+    for entry in catalogue.entries:
+        if entry.mechanism == "activation_memory":
+            assert entry.how.value != "cheaper_steps" and entry.notes, entry.id
+
+
+@pytest.mark.parametrize(
+    ("entry_id", "arxiv", "reports"),
+    [
+        ("adam_mini", "2406.16793", True),
+        ("muon_at_scale", "2502.16982", True),
+        ("value_residual", "2410.17897", True),
+        ("prodigy", "2306.06101", False),
+        ("cautious_optimizers", "2411.16085", True),
+        ("depth_mup", "2310.02244", False),
+        ("expert_choice_moe", "2202.09368", True),
+        ("dclm_filtering", "2406.11794", True),
+        ("small_reference_perplexity_pruning", "2405.20541", True),
+        ("regmix", "2407.01492", True),
+        ("min_snr_weighting", "2303.09556", True),
+        ("repa", "2410.06940", True),
+        ("maskdit", "2306.09305", True),
+        ("clipa", "2305.07017", True),
+    ],
+)
+def test_the_methods_issue_11_asks_for_are_catalogued(entry_id: str, arxiv: str, reports: bool) -> None:
+    entry = packaged_catalogue().entry(entry_id)
+    assert entry.reference.arxiv == arxiv
+    assert (entry.reported_speedup is not None) == reports
+
+
+def test_optional_fields_may_be_left_out_but_not_left_empty() -> None:
+    (entry,) = parse_catalogue(GOOD_ENTRY, "good.yaml").entries
+    assert (entry.systems, entry.notes) == (False, None)
+    noted = GOOD_ENTRY + '  systems: true\n  notes: "checked against the paper"\n'
+    (entry,) = parse_catalogue(noted, "noted.yaml").entries
+    assert entry.systems and entry.notes == "checked against the paper"
+    with pytest.raises(UsageError, match="notes: String should have at least 1 character"):
+        parse_catalogue(GOOD_ENTRY + '  notes: ""\n', "empty.yaml")

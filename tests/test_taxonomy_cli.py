@@ -133,3 +133,10 @@ def test_bad_input_is_one_usage_error_naming_the_valid_values(
     assert isinstance(result.exception, UsageError)
     assert re.search(message, str(result.exception))
     assert "\n" not in str(result.exception)
+
+
+def test_systems_level_entries_are_marked_in_tables_and_markdown() -> None:
+    listed = ok("--where", "model", "--what", "add")
+    assert "Gradient checkpointing (systems)" in listed and "a systems-level feature" in listed
+    markdown = ok("--where", "model", "export", "--format", "md")
+    assert "| channels_last | Channels-last memory format (systems) |" in markdown

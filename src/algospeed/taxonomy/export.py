@@ -61,7 +61,7 @@ def to_markdown(entries: Sequence[Entry]) -> str:
     for e in entries:
         row = [
             e.id,
-            e.name,
+            e.label,
             _cell(e.where),
             _cell(e.what),
             e.how.value,

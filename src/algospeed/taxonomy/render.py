@@ -33,14 +33,14 @@ def grid_table(entries: Sequence[Entry]) -> Table:
 
 
 def entries_table(entries: Sequence[Entry], title: str) -> Table:
-    """One row per entry with its place, mechanism and implementation."""
-    table = Table(title=title)
+    """One row per entry with its place, mechanism and implementation; systems-level entries are marked."""
+    table = Table(title=title, caption="(systems) = a systems-level feature, not an algorithmic speedup")
     for column in ("id", "method", "where", "what", "how", "when", "mechanism", "implemented"):
         table.add_column(column)
     for e in entries:
         table.add_row(
             e.id,
-            e.name,
+            e.label,
             _joined(e.where),
             _joined(e.what),
             e.how.value,

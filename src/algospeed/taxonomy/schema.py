@@ -56,6 +56,10 @@ class Entry(BaseModel):
 
     `where`, `what` and `when` are lists because a method may genuinely act twice (MixUp changes
     the data and the objective); `implemented_by` names the registered algospeed method, if any.
+    `systems` marks a systems-level feature (the same computation laid out or scheduled differently,
+    such as a memory format or recomputation): catalogued because algospeed implements it or because
+    it trades memory for compute, but not an algorithmic speedup. `notes` says what a reader checking
+    the entry should know (an unverified id, how a reported figure was measured). Both may be omitted.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -72,8 +76,10 @@ class Entry(BaseModel):
     tasks: tuple[Task, ...] = Field(min_length=1)
     reported_speedup: str | None = None
     implemented_by: str | None = None
+    systems: bool = False
+    notes: str | None = Field(default=None, min_length=1)
 
-    @field_validator("summary", "reported_speedup")
+    @field_validator("summary", "reported_speedup", "notes")
     @classmethod
     def _one_line(cls, text: str | None) -> str | None:
         if text is not None and "\n" in text.strip():
@@ -88,9 +94,16 @@ class Entry(BaseModel):
         return values
 
     @property
+    def label(self) -> str:
+        """The name as tables show it: a systems-level feature is marked so."""
+        return f"{self.name} (systems)" if self.systems else self.name
+
+    @property
     def place(self) -> Place:
         """The entry's place, in the form the implemented `Method` plug-ins use too."""
         return Place(where=self.where, what=self.what, how=self.how, when=self.when)
 
 
 FIELD_ORDER: tuple[str, ...] = tuple(Entry.model_fields)
+OPTIONAL_FIELDS: frozenset[str] = frozenset({"systems", "notes"})
+"""Fields an entry may leave out (every other field is written, in `FIELD_ORDER`)."""
