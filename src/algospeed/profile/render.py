@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from algospeed.profile.record import Profile
-from algospeed.terminal import plain
+from algospeed.terminal import output_console, plain
 
 
 def _si(value: float, unit: str) -> str:
@@ -16,8 +16,9 @@ def _si(value: float, unit: str) -> str:
     return f"{value:.3g} {unit}"
 
 
-def print_profile(profile: Profile, console: Console, title: str = "profile") -> None:
-    """Print everything `profile` holds, for a person."""
+def print_profile(profile: Profile, console: Console | None = None, title: str = "profile") -> None:
+    """Print everything `profile` holds, for a person (on stdout unless `console` is given)."""
+    console = console or output_console()
     say = lambda text="": console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
     steps = profile.steps
     if not steps:
