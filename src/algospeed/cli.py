@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
+from algospeed.cards.cli import app as methods_app
 from algospeed.cli_options import LoggerOption, PluginOption, load_cli_plugins
 from algospeed.core.settings import parse_key_values
 from algospeed.errors import AlgospeedError, CheckpointError, RunFailure, UsageError, usage_error_from_validation
@@ -39,9 +40,6 @@ app.command("recipes")(recipes_command)
 recipe_app = typer.Typer(help="Find recipes for a workload.", no_args_is_help=True, add_completion=False)
 recipe_app.command("search")(recipe_search_command)
 app.add_typer(recipe_app, name="recipe")
-methods_app = typer.Typer(
-    help="The implemented speedup methods and their cards.", invoke_without_command=True, add_completion=False
-)
 app.add_typer(methods_app, name="methods")
 console = output_console()
 err_console = output_console(stderr=True)
@@ -79,72 +77,6 @@ def _origin(origin: str) -> str:
     from algospeed.plugins import display_ref
 
     return display_ref(origin)
-
-
-@methods_app.callback()
-def methods_command(ctx: typer.Context, plugin: PluginOption = None) -> None:
-    """List the implemented methods with their taxonomy place and the data they act on."""
-    load_cli_plugins(plugin)
-    if ctx.invoked_subcommand is not None:
-        return
-    from algospeed.core.data_kind import ALL_KINDS
-    from algospeed.methods.registry import METHODS, method_class
-
-    table = Table(title="methods")
-    for column in ("name", "where", "what", "how", "when", "data", "summary"):
-        table.add_column(column, overflow="fold", no_wrap=column == "name")
-    for name in METHODS.names():
-        cls = method_class(name)
-        place = cls.place
-        kinds = "any" if cls.data_kinds == ALL_KINDS else ", ".join(sorted(k.value for k in cls.data_kinds))
-        summary = _first_line(cls.__doc__)
-        if METHODS.origin(name) != "built-in":
-            summary = f"{summary} (from {_origin(METHODS.origin(name))})"
-        table.add_row(
-            *plain(
-                name,
-                ", ".join(v.value for v in place.where),
-                ", ".join(v.value for v in place.what),
-                place.how.value,
-                ", ".join(v.value for v in place.when),
-                kinds,
-                summary,
-            )
-        )
-    console.print(table)
-
-
-@methods_app.command("show")
-def methods_show_command(name: Annotated[str, typer.Argument(help="Method name.")]) -> None:
-    """Print a method's card: what it does, its place, settings, when it helps and hurts, its reference."""
-    import inspect
-
-    from algospeed.methods.registry import method_class
-    from algospeed.methods.spec import method_settings
-
-    cls = method_class(name)
-    place = cls.place
-    console.print(f"[bold]{escape(name)}[/]", highlight=False)
-    console.print(inspect.cleandoc(cls.__doc__ or ""), highlight=False, markup=False)
-    console.print(
-        f"\nplace: where={'/'.join(v.value for v in place.where)} what={'/'.join(v.value for v in place.what)} "
-        f"how={place.how.value} when={'/'.join(v.value for v in place.when)}",
-        highlight=False,
-    )
-    if cls.conflicts or cls.requires:
-        console.print(
-            f"conflicts: {', '.join(sorted(cls.conflicts)) or '-'}; needs: {', '.join(sorted(cls.requires)) or '-'}",
-            markup=False,
-        )
-    settings = method_settings(cls)
-    if settings:
-        console.print("settings:")
-        for key, (kind, default) in settings.items():
-            console.print(f"  {key} = {default!r}  ({getattr(kind, '__name__', kind)})", highlight=False, markup=False)
-
-
-def _first_line(text: str | None) -> str:
-    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
 
 
 @app.command("train")
