@@ -32,6 +32,7 @@ from algospeed.methods.model.qk_norm import QKNorm
 from algospeed.methods.model.rotary import Rotary
 from algospeed.methods.model.swiglu import GatedMLP
 from algospeed.methods.model.value_embeddings import ValueMix
+from algospeed.methods.optimization.ema import averaged_copy
 from algospeed.methods.shared.transformer import ChainedQK
 from algospeed.run_spec import RunSpec, build_trainer
 from algospeed.workloads.gpt import GPT
@@ -309,3 +310,19 @@ def test_unet_skips_add_each_early_output_to_its_mirror_blocks_input() -> None:
     with torch.no_grad():
         skips.weights.zero_()
     assert torch.equal(model(ids), plain)  # zero weights: the plain model
+
+
+def test_an_averaged_copy_runs_its_own_hooked_modules() -> None:
+    """EMA and SWA evaluate a deep copy: its value embeddings, skips and cap must be the copy's, not the
+    trained model's."""
+    model = gpt()
+    for name in ("value_embeddings", "unet_skips", "logit_softcap"):
+        PLAIN_FUNCTIONS[name](model)
+    average = averaged_copy(model)
+    ids = token_ids()
+    assert torch.equal(average(ids), model(ids))
+    with torch.no_grad():
+        model.unet_skips.weights.zero_()
+        model.value_embeddings.tables[0].weight.zero_()
+    assert not torch.allclose(average(ids), model(ids), atol=1e-4)  # the copy kept its own weights
+    assert average.blocks[0].attention.value_transform._source[0] is average.value_embeddings

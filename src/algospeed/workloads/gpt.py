@@ -17,7 +17,9 @@ opts in by exposing the same attributes:
   tied head, `head.weight is embedding.weight`.
 - `model.context`: the longest sequence the model accepts.
 - `model(ids) == head(norm(blocks(positions(embedding(ids)))))`: the token ids are the first
-  argument, the blocks run in order, once each, and the logits are the head's output.
+  argument, the blocks run in order (each at most once), and the logits are the head's output.
+  Methods may put torch forward hooks on the model, its blocks and its head (U-net skips, value
+  embeddings, logit soft-capping), so the forward calls them as modules, not through `.forward`.
 
 Each `block.attention` offers three hooks, all off by default (plain causal attention):
 

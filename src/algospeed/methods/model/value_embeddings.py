@@ -108,7 +108,7 @@ class ValueEmbeddingsMethod(Method):
 
     Place: model, add (embedding tables and two mixing weights per layer); fewer steps (every layer sees the
     token's identity in its values, cheaply: a lookup, no matmul); throughout. At init the model gets
-    `value_embeddings`, embedding tables of the token ids (width x vocab each, N(0, 0.02)), and each reading
+    `value_embeddings`, embedding tables of the token ids (vocab x width each, N(0, 0.02)), and each reading
     layer's attention a `value_transform` v -> a v + b table(ids), a = b = 0.5 learned, as in the NanoGPT
     speedrun. `tables=0` (default): one table per layer. `tables=k`: the speedrun's layout, the first k and
     the last k layers share tables 0..k-1 (the middle ones read none). The ids reach the attentions through
