@@ -25,6 +25,7 @@ from algospeed.cards.support import parse_support
 from algospeed.cli import main
 from algospeed.methods.registry import method_class, method_names
 from algospeed.methods.spec import method_settings
+from algospeed.plugins import load_plugin, unload_plugin
 from algospeed.run_spec import RunSpec, build_trainer
 from algospeed.study.recipe import Measured, Recipe
 from algospeed.taxonomy.axes import Where
@@ -32,6 +33,7 @@ from algospeed.taxonomy.catalogue import entry_for_method, packaged_catalogue
 from algospeed.taxonomy.queries import gaps, select
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "methods.md"
+PLANTED = Path(__file__).with_name("planted_plugin.py")
 RECIPE = Recipe.model_validate(
     {
         "name": "digits-fast",
@@ -83,6 +85,20 @@ def test_a_method_missing_from_the_support_table_says_so() -> None:
     card = dataclasses.replace(method_card("ema"), loops=None)
     assert loop_limits(card) == ["Lightning and Hugging Face: not in docs/integrations.md's support table yet"]
     assert not {"Lightning", "Hugging Face"} & {way for way, _ in usage(card)}
+
+
+def test_a_plugins_method_card_names_the_plugin_and_trains_on_its_workload() -> None:
+    load_plugin(str(PLANTED))
+    try:
+        card = method_card("standardize")
+        assert card.origin.endswith("planted_plugin.py") and card.entry is None and card.workload == "planted"
+        assert dict(usage(card))["CLI"] == [
+            f"algospeed train --plugin {card.origin} --workload planted --methods standardize"
+        ]
+        assert card_text(card).startswith(f"standardize (from {card.origin})\n{card.summary}\n\nplace:")
+        assert "paper: not in the catalogue" in card_text(card)
+    finally:
+        unload_plugin(str(PLANTED))
 
 
 def test_the_support_table_parser_reads_each_loop_and_skips_other_lines() -> None:

@@ -59,8 +59,8 @@ def method_card(name: str) -> MethodCard:
     """The card of the registered method `name` (an unknown name is a usage error listing the valid ones)."""
     cls = method_class(name)
     summary, _, description = inspect.cleandoc(cls.__doc__ or "").partition("\n")
-    origin = METHODS.origin(name)
-    origin = origin if origin == "built-in" else display_ref(origin)
+    module = METHODS.origin(name)
+    origin = module if module == "built-in" else display_ref(module)
     evidence = shipped_evidence(name)
     return MethodCard(
         name=name,
@@ -78,7 +78,7 @@ def method_card(name: str) -> MethodCard:
         ),
         tuned=tuple(cls.search_space),
         entry=_entry(name),
-        workload=evidence[0].workload if evidence else example_workload(name, cls.data_kinds),
+        workload=evidence[0].workload if evidence else example_workload(name, cls.data_kinds, module),
         functions=plain_functions(cls.__module__),
         loops=loop_support().get(name) if origin == "built-in" else None,
         evidence=evidence,

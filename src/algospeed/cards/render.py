@@ -28,8 +28,9 @@ def suggested_spec(card: MethodCard) -> str:
 def usage(card: MethodCard) -> list[tuple[str, list[str]]]:
     """(where, lines of code) for each way to use the method."""
     spec = suggested_spec(card)
+    plugin = "" if card.origin == "built-in" else f"--plugin {card.origin} "
     ways = [
-        ("CLI", [f"algospeed train --workload {card.workload or 'WORKLOAD'} --methods {spec}"]),
+        ("CLI", [f"algospeed train {plugin}--workload {card.workload or 'WORKLOAD'} --methods {spec}"]),
         (
             "Python trainer",
             [
@@ -100,7 +101,8 @@ def paper_line(entry: Entry | None) -> str:
 def card_text(card: MethodCard) -> str:
     """The card for the terminal, as plain text."""
     origin = "" if card.origin == "built-in" else f" (from {card.origin})"
-    lines = [f"{card.name}{origin}", card.summary, "", card.description, ""]
+    lines = [f"{card.name}{origin}", card.summary, ""]
+    lines += [card.description, ""] if card.description else []
     lines.append(f"place: {place_line(card.place)}; data: {card.data}")
     if card.conflicts or card.requires:
         lines.append(f"conflicts: {', '.join(card.conflicts) or '-'}; needs: {', '.join(card.requires) or '-'}")
@@ -149,7 +151,8 @@ def cards_markdown(cards: Sequence[MethodCard]) -> str:
 
 def _card_markdown(card: MethodCard) -> list[str]:
     origin = "" if card.origin == "built-in" else f" (from {card.origin})"
-    out = [f'<a id="{card.name}"></a>', "", f"## {card.name}{origin}", "", card.summary, "", card.description, ""]
+    out = [f'<a id="{card.name}"></a>', "", f"## {card.name}{origin}", "", card.summary, ""]
+    out += [card.description, ""] if card.description else []
     out.append(f"- **place**: {place_line(card.place)}; **data**: {card.data}")
     if card.conflicts or card.requires:
         out.append(f"- **conflicts**: {', '.join(card.conflicts) or '-'}; **needs**: {', '.join(card.requires) or '-'}")

@@ -1,7 +1,8 @@
 """How to use a method: the spec to pass, a workload to try it on, and its plain functions.
 
-The example workload is an embedded one whose data the method acts on (and, for methods that need
-residual blocks, one whose model has them), so every card's command runs as printed.
+The example workload is one whose data the method acts on (a plugin's own workload for a plugin's method,
+else an embedded one; for methods that need residual blocks, one whose model has them), so every card's
+command runs as printed.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 from algospeed import functional
 from algospeed.core.data_kind import DataKind
+from algospeed.workloads.registry import WORKLOADS
 
 # The embedded workload shown for each kind of data, in order of preference; mnist5k's model is the
 # small ResNet, for methods that act on residual blocks.
@@ -28,8 +30,14 @@ class PlainFunction:
     summary: str
 
 
-def example_workload(method: str, kinds: frozenset[DataKind]) -> str | None:
-    """An embedded workload the method runs on as it is, or None where none has its kind of data."""
+def example_workload(method: str, kinds: frozenset[DataKind], origin: str = "built-in") -> str | None:
+    """A workload the method runs on as it is: one its own plugin registers for its data, else an embedded
+    one; None where none has its kind of data."""
+    if origin != "built-in":
+        own = (name for name in WORKLOADS.names() if WORKLOADS.origin(name) == origin)
+        found = next((name for name in own if WORKLOADS.get(name).kind() in kinds), None)
+        if found is not None:
+            return found
     if method in NEEDS_RESIDUAL_BLOCKS:
         return RESIDUAL_WORKLOAD
     return next((workload for kind, workload in EXAMPLE_WORKLOADS if kind in kinds), None)
