@@ -54,6 +54,7 @@ def main() -> None:
     args = parser.parse_args()
     names = [n for n in args.methods.split(",") if n] or method_names()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; budgets {BUDGET}")
+    print("flops/step: the trainer's counted FLOPs (forward and backward; an optimizer's own step is not counted)")
     print(f"{'method':24s} {'workload':9s} {'time/step':>10s} {'flops/step':>11s} {'accuracy':>9s} {'baseline':>9s}")
     baseline_quality: dict[str, float] = {}
     for name in names:
