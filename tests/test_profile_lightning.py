@@ -90,7 +90,7 @@ def test_the_profiler_in_a_lightning_fit_times_its_phases_and_methods(tmp_path) 
     assert sum(profile.step_seconds) == pytest.approx(profile.total_seconds)
     assert all(profile.phases[key] > 0 for key in ("data", "forward", "backward", "optimizer", "eval"))
     assert profile.phases["method:napping"] >= 10 * NAP
-    assert profile.phases["backward"] < 10 * NAP  # the nap came before the backward, not in it
+    assert profile.phases["backward"] < profile.phases["method:napping"]  # the nap came before the backward
     assert profile.samples == 10 * 8
     assert profile.flops > 0 and profile.mfu is not None and 0 < profile.mfu < 1
     assert profile.verdict is not None and profile.verdict.kind in KINDS

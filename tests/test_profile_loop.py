@@ -113,7 +113,7 @@ def test_nested_phases_and_work_of_ones_own() -> None:
     profile = hand_loop(Profiler(SCHEDULE, machine=MACHINE), model(), extra=0.01)
     per_step = {row.key: row.ms_per_step for row in profile.rows()}
     assert per_step["method:augment"] >= 10
-    assert per_step["forward"] < 10  # the forward resumed after the nested phase, without its sleep
+    assert per_step["forward"] < per_step["method:augment"]  # the forward resumed after it, without its sleep
     assert per_step["other"] < per_step["method:augment"]
 
 

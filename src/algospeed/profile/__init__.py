@@ -11,6 +11,8 @@ communication-bound) and advice drawn from the taxonomy.
     >>> len(profile.steps), profile.verdict.kind in ("data-bound", "overhead-bound", "compute-bound", "memory-bound")
     (20, True)
 
+A loop of one's own is profiled with `Profiler(schedule).attach_loop(model)`, `with profiler.phase(name)`
+and `profiler.step(batch)` (`profile.loop`); a Lightning fit with `profile.lightning.ProfilerCallback`.
 `algospeed profile` and `algospeed bottlenecks` are the command-line faces (`profile.cli`).
 """
 

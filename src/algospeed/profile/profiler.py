@@ -334,15 +334,17 @@ class Profiler:
         return found
 
     def enter_phase(self, name: str) -> None:
+        """A `phase` context starts (outside the window: nothing to do)."""
         record = self._record
         if record is not None:
             self._stack.append(record.phase)
             self._switch(name)
 
     def leave_phase(self) -> None:
+        """A `phase` context ends: the enclosing phase resumes, or `other` at the top level."""
         if self._record is not None:
-            enclosing = self._stack.pop() if self._stack else OTHER
-            self._switch(enclosing if self._stack else OTHER)
+            interrupted = self._stack.pop() if self._stack else OTHER  # the phase this one interrupted
+            self._switch(interrupted if self._stack else OTHER)
 
     def mark(self, name: str) -> None:
         """The phase `name` starts now (for loops whose hooks mark boundaries rather than enclose work)."""
@@ -573,6 +575,6 @@ class Profiler:
         from algospeed.profile.report import build_profile
 
         if self.state is None:
-            raise UsageError("the profiler was never attached to a trainer")
+            raise UsageError("the profiler was never attached to a trainer or loop")
         self.finish()
         return build_profile(self, machine or self.machine)
