@@ -178,6 +178,6 @@ def test_the_search_takes_the_planted_help_rejects_the_planted_harm_and_resumes_
     verdicts = {c["method"]: c["significant"] for c in steps[0]["candidates"]}
     assert verdicts == {"standardize": True, "corrupt": False}
     assert all(not c["significant"] for step in steps[1:] for c in step["candidates"])
-    recipe = load_recipe(out / "recipe.yaml")
+    recipe = Recipe.model_validate(yaml.safe_load((out / "recipe.yaml").read_text()))  # its methods are the plugin's
     assert [m.name for m in recipe.methods] == ["standardize"] and recipe.measured is not None
     assert recipe.measured.seeds == 3 and "Step 0" in (out / "search.md").read_text()
