@@ -331,3 +331,16 @@ def test_an_image_workload_refuses_them_up_front(name: str) -> None:
 def test_a_model_without_the_sequence_interface_is_one_clear_error() -> None:
     with pytest.raises(UsageError, match="method 'token_dropping' acts on a transformer exposing embedding"):
         apply_token_dropping(torch.nn.Sequential(torch.nn.Linear(2, 2)))
+
+
+def test_the_lm_preset_compares_the_stack_and_each_part_alone_with_equal_tuning() -> None:
+    from algospeed.study.presets import preset
+    from algospeed.study.spec import validate_study_spec
+
+    spec = validate_study_spec(preset("lm"))
+    assert spec.workload == "shakespeare-char" and spec.arms["baseline"].methods == []
+    stack = [method.name for method in spec.arms["stack"].methods]
+    assert {"muon", "sequence_length_warmup", "batch_size_warmup"} <= set(stack)
+    for name in stack:
+        assert [method.name for method in spec.arms[name].methods] == [name]
+    assert len(spec.arms) == len(stack) + 2 and spec.tuning is not None and spec.tuning.shared == ["lr"]
