@@ -1,22 +1,18 @@
 """Progress where nobody watches a terminal: a study and a training run print lines to a file or a pipe, and
-the live view counts only the runs that really train."""
+the live view counts only the runs that really train (a whole study's lines: tests/test_report.py)."""
 
 from __future__ import annotations
 
 import io
 import re
 import time
-from pathlib import Path
 
 from rich.console import Console
 
 from algospeed.progress_bar import ProgressBar, duration_text
 from algospeed.run_spec import RunSpec, build_trainer
 from algospeed.study.live_view import StudyProgress, StudyView
-from algospeed.study.runner import run_study
-from algospeed.study.spec import validate_study_spec
 
-TINY = {"workload": "digits", "seeds": 1, "tuning": "none", "currency": "steps"}
 LINE = re.compile(r"study \d\d:\d\d:\d\d: (\d+)/(\d+) done, (\d+) running, (\d+) left, (\d+) failed, ETA \S+")
 
 
@@ -36,19 +32,6 @@ def test_running_counts_only_what_the_workers_can_train() -> None:
 
 def test_durations_read_at_a_glance() -> None:
     assert [duration_text(s) for s in (4.4, 65, 3725)] == ["4s", "1m 05s", "1h 02m"]
-
-
-def test_a_redirected_study_prints_a_line_per_finished_run_with_true_counts(tmp_path: Path) -> None:
-    console, shown = _piped()
-    arms = {"baseline": [], "smooth": ["label_smoothing"]}
-    spec = validate_study_spec({**TINY, "arms": arms, "budgets": ["6ba", "12ba"]})
-    run_study(spec, tmp_path, workers=1, console=console).close()
-    lines = [LINE.match(line) for line in shown.getvalue().splitlines()]
-    assert all(lines) and len(lines) >= 5, shown.getvalue()  # one at the start, one per run, one at the end
-    counts = [tuple(int(g) for g in line.groups()) for line in lines if line]
-    assert all(total == 4 and running <= 1 and done + running + left == 4 for done, total, running, left, _ in counts)
-    assert [c[0] for c in counts][-1] == 4 and {1, 2, 3} <= {c[0] for c in counts}
-    assert "\x1b[" not in shown.getvalue()  # no terminal codes in a log
 
 
 def test_a_silent_study_still_prints_a_line_every_interval() -> None:

@@ -247,10 +247,12 @@ def test_the_report_is_self_contained_escaped_and_flags_an_unfair_study(tmp_path
     paths = write_report(tmp_path)
     page = (tmp_path / "report.html").read_text()
     assert not re.search(r"(src|href)=\"(https?:)?//", page) and "http://" not in page and "https://" not in page
-    assert page.count("data:image/png;base64,") == 3
+    report = analyse(tmp_path)
+    assert len(report.tradeoffs) == 5  # steps, train_seconds, flops, samples, reference: all but tokens and energy
+    assert page.count("data:image/png;base64,") == len(report.tradeoffs) + 2  # and time to target, speedups
     assert "&lt;b&gt;unfair" in page and "<b>unfair" not in page
     assert "sharp &lt;i&gt;" in page and "flat" in page and "baseline" in page
-    rules = {w.rule for w in analyse(tmp_path).warnings}
+    rules = {w.rule for w in report.warnings}
     assert {"baseline_budgets", "seeds", "schedule_decay", "extra_compute", "target_reached", "tuning_effort"} <= rules
     for rule in rules:
         assert rule in page

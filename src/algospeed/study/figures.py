@@ -1,4 +1,5 @@
-"""The figures of a study report, each a PNG as a data URI (the page stays one self-contained file)."""
+"""The figures of a study report, each a PNG as a data URI (the page stays one self-contained file), every axis
+labelled with what it measures and in which unit."""
 
 from __future__ import annotations
 
@@ -6,25 +7,51 @@ import base64
 import functools
 import io
 from collections.abc import Callable
+from typing import ParamSpec
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.colors import to_hex
+from matplotlib.ticker import LogFormatter
 
-from algospeed.study.findings import StudyReport
+from algospeed.core.currency import Currency
+from algospeed.study.findings import StudyReport, Tradeoff
 
-UNITS = {"train_seconds": ", s", "reference": ", reference s", "flops": ", FLOP"}
+COST_AXES = {
+    Currency.TRAIN_SECONDS: "training time (s)",
+    Currency.FLOPS: "training compute (FLOP)",
+    Currency.SAMPLES: "training samples (samples)",
+    Currency.TOKENS: "training tokens (tokens)",
+    Currency.STEPS: "optimizer steps (steps)",
+    Currency.REFERENCE: "reference cost (calibrated s)",
+    Currency.ENERGY: "training energy (J)",
+}
+"""What a cost in each currency is, with its unit: axis labels, and the report's names for the currencies."""
+
+Drawn = ParamSpec("Drawn")
 
 
-def plain_text(draw: Callable[[StudyReport], str | None]) -> Callable[[StudyReport], str | None]:
+def cost_axis(currency: Currency) -> str:
+    """`training time (s)`: what a cost in `currency` measures, with its unit."""
+    return COST_AXES[currency]
+
+
+def quality_axis(report: StudyReport) -> str:
+    """`validation accuracy (higher is better)`: what was judged, and which way is better."""
+    direction = "higher" if report.judging.higher_is_better else "lower"
+    return f"validation {report.judging.metric} ({direction} is better)"
+
+
+def plain_text(draw: Callable[Drawn, str | None]) -> Callable[Drawn, str | None]:
     """Draw with math text off: a user's arm name (`$\\frac{$`) is a label, not a formula that stops the report."""
 
     @functools.wraps(draw)
-    def drawn(report: StudyReport) -> str | None:
+    def drawn(*args: Drawn.args, **kwargs: Drawn.kwargs) -> str | None:
         with matplotlib.rc_context({"text.parse_math": False}):
-            return draw(report)
+            return draw(*args, **kwargs)
 
     return drawn
 
@@ -41,11 +68,16 @@ def _color(report: StudyReport, arm: str) -> str:
     return f"C{list(report.spec.arms).index(arm) % 10}"
 
 
+def arm_color(report: StudyReport, arm: str) -> str:
+    """The arm's colour in the figures as `#rrggbb`, for the page around them."""
+    return to_hex(_color(report, arm))
+
+
 @plain_text
-def tradeoff_figure(report: StudyReport) -> str:
-    """Final quality against cost per arm (mean, min-max over seeds), with the Pareto frontier."""
+def tradeoff_figure(report: StudyReport, tradeoff: Tradeoff) -> str:
+    """Final quality against cost in one currency per arm (mean, min-max over seeds), with the Pareto frontier."""
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    for arm, curve in report.curves.items():
+    for arm, curve in tradeoff.curves.items():
         points = [p for p in curve if p.quality_mean is not None]
         if not points:
             continue
@@ -53,17 +85,19 @@ def tradeoff_figure(report: StudyReport) -> str:
         means = np.array([p.quality_mean for p in points])
         spread = [means - [p.quality_min for p in points], [p.quality_max for p in points] - means]
         axis.errorbar(costs, means, yerr=spread, marker="o", capsize=3, label=arm, color=_color(report, arm))
-    if report.frontier:
+    if tradeoff.frontier:
         axis.plot(
-            [p.cost for p in report.frontier],
-            [p.quality for p in report.frontier],
+            [p.cost for p in tradeoff.frontier],
+            [p.quality for p in tradeoff.frontier],
             "k--",
             lw=1,
             label="Pareto frontier",
         )
     axis.axhline(report.target, color="grey", lw=0.8, ls=":", label=f"target {report.target:g}")
-    axis.set_xlabel(f"cost ({report.currency}{UNITS.get(report.currency.value, '')})")
-    axis.set_ylabel(report.records[0].metric if report.records else "quality")
+    axis.set_xlabel(cost_axis(tradeoff.currency))
+    axis.set_ylabel(quality_axis(report))
+    judged = " (the study's currency)" if tradeoff.currency is report.currency else ""
+    axis.set_title(f"final quality per budget against {cost_axis(tradeoff.currency)}{judged}", fontsize=9)
     axis.legend(fontsize=8)
     axis.grid(alpha=0.3)
     return _figure_data(figure)
@@ -80,7 +114,7 @@ def time_to_target_figure(report: StudyReport) -> str:
     for index, arm in enumerate(arms):
         costs = seed_costs[arm]
         reached = [c for c in costs if c is not None]
-        axis.scatter([index] * len(reached), reached, color="C0", zorder=3)
+        axis.scatter([index] * len(reached), reached, color=_color(report, arm), zorder=3)
         if len(reached) < len(costs):
             axis.scatter(
                 [index] * (len(costs) - len(reached)),
@@ -93,7 +127,7 @@ def time_to_target_figure(report: StudyReport) -> str:
         if median is not None:
             axis.hlines(median, index - 0.3, index + 0.3, color="k")
     axis.set_xticks(range(len(arms)), arms, rotation=20)
-    axis.set_ylabel(f"cost to target ({report.currency}{UNITS.get(report.currency.value, '')})")
+    axis.set_ylabel(f"cost to target: {cost_axis(report.currency)}")
     axis.set_title("time to target per seed (x: never reached; bar: median)", fontsize=9)
     axis.grid(alpha=0.3, axis="y")
     return _figure_data(figure)
@@ -115,8 +149,9 @@ def speedup_figure(report: StudyReport) -> str:
                 qualities, [r.low for r in known], [r.high for r in known], alpha=0.2, color=_color(report, arm)
             )
     axis.axhline(1.0, color="grey", lw=0.8)
-    axis.set_xlabel("quality matched")
-    axis.set_ylabel("speedup over baseline")
+    axis.set_xlabel(f"{quality_axis(report)} matched")
+    axis.set_ylabel("speedup over the baseline (x)")
+    axis.set_title(f"speedup at matched quality, costs as {cost_axis(report.currency)} (exploratory)", fontsize=9)
     axis.legend(fontsize=8)
     axis.grid(alpha=0.3)
     return _figure_data(figure)
@@ -144,8 +179,11 @@ def tuning_figure(report: StudyReport) -> str | None:
                 axis.scatter([lr], [cost], s=160, facecolors="none", edgecolors=_color(report, arm), zorder=4)
         axis.plot([], [], "o", color=_color(report, arm), label=arm)
     axis.set_xscale("log")
+    # plain-text tick labels: matplotlib's default ones are math text, shown raw with math text off
+    axis.xaxis.set_major_formatter(LogFormatter())
+    axis.xaxis.set_minor_formatter(LogFormatter(minor_thresholds=(2, 0.4)))
     axis.set_xlabel("learning rate (log scale)")
-    axis.set_ylabel(f"cost to target ({report.currency}{UNITS.get(report.currency.value, '')})")
+    axis.set_ylabel(f"cost to target: {cost_axis(report.currency)}")
     axis.set_title("tuning trials (x: never reached the target; circle: chosen)", fontsize=9)
     axis.legend(fontsize=8)
     axis.grid(alpha=0.3)

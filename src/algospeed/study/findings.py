@@ -13,6 +13,7 @@ import numpy as np
 
 from algospeed.core.currency import Currency
 from algospeed.core.status import RunStatus
+from algospeed.errors import UsageError
 from algospeed.study.analysis import (
     ArmSummary,
     FrontierPoint,
@@ -54,6 +55,24 @@ class TrialRow:
     chosen: bool
 
 
+@dataclass(frozen=True)
+class Tradeoff:
+    """The tradeoff curves and their Pareto frontier in one cost currency: every run records its cost in all of
+    them, they disagree, and a reader of the report switches between them."""
+
+    currency: Currency
+    curves: dict[str, list[TradeoffPoint]]
+    frontier: list[FrontierPoint]
+
+
+@dataclass(frozen=True)
+class Unrecorded:
+    """A currency the runs did not record, and why (the report says so rather than drawing zeros)."""
+
+    currency: Currency
+    reason: str
+
+
 @dataclass
 class StudyReport:
     """The analysed study, as the report shows it."""
@@ -65,8 +84,8 @@ class StudyReport:
     reference: ReferenceCost | None
     records: list[RunRecord]
     summaries: dict[str, ArmSummary]
-    curves: dict[str, list[TradeoffPoint]]
-    frontier: list[FrontierPoint]
+    tradeoffs: list[Tradeoff]  # the judged currency first, then every other recorded one
+    unrecorded: list[Unrecorded]
     speedup_curves: dict[str, list[Speedup]]
     warnings: list[FairnessWarning]
     pending: int
@@ -76,6 +95,16 @@ class StudyReport:
     test_quality: dict[str, dict[str, float | None]]
     validation_quality: dict[str, dict[str, float | None]]
     eval_fingerprints: frozenset[str]
+
+    @property
+    def curves(self) -> dict[str, list[TradeoffPoint]]:
+        """Each arm's tradeoff curve in the judged currency."""
+        return self.tradeoffs[0].curves if self.tradeoffs else {}
+
+    @property
+    def frontier(self) -> list[FrontierPoint]:
+        """The Pareto frontier across arms in the judged currency."""
+        return self.tradeoffs[0].frontier if self.tradeoffs else []
 
     @property
     def target(self) -> float:
@@ -155,7 +184,7 @@ def analyse(folder: str | Path, currency: Currency | str | None = None) -> Study
     target = judging.target
     has_baseline = any(r.arm == spec.baseline for r in records)
     summaries = arm_summary(records, spec.baseline, target, judged_in, reference) if has_baseline else {}
-    curves = tradeoff_curves(records, judged_in, reference) if records else {}
+    tradeoffs, unrecorded = _tradeoffs(records, judged_in, reference)
     baseline = [r for r in records if r.arm == spec.baseline]
     qualities = _qualities(records, target)
     speedups = {
@@ -173,8 +202,8 @@ def analyse(folder: str | Path, currency: Currency | str | None = None) -> Study
         reference=reference,
         records=records,
         summaries=summaries,
-        curves=curves,
-        frontier=frontier_by_arm(curves),
+        tradeoffs=tradeoffs,
+        unrecorded=unrecorded,
         speedup_curves=speedups,
         warnings=check_fairness(facts),
         pending=sum(not run.status.ended for run in [*runs, *trial_runs]),
@@ -185,6 +214,30 @@ def analyse(folder: str | Path, currency: Currency | str | None = None) -> Study
         validation_quality=_mean_by_budget(runs, lambda run: finals.get((run.arm, run.budget, run.seed))),
         eval_fingerprints=frozenset(run.eval_fingerprint for run in runs if run.eval_fingerprint),
     )
+
+
+def _tradeoffs(
+    records: list[RunRecord], judged: Currency, reference: ReferenceCost | None
+) -> tuple[list[Tradeoff], list[Unrecorded]]:
+    """The tradeoff in the judged currency (an error there stops the report), then in each other currency the
+    runs recorded: one they could not (energy where nothing measured it, reference without a calibration) or
+    where no run spent any (tokens on data without tokens) is listed with why instead."""
+    if not records:
+        return [], []
+    found, missing = [], []
+    for currency in [judged, *(other for other in Currency if other is not judged)]:
+        try:
+            curves = tradeoff_curves(records, currency, reference)
+        except UsageError as error:
+            if currency is judged:
+                raise
+            missing.append(Unrecorded(currency, str(error)))
+            continue
+        if currency is not judged and not any(point.cost > 0 for curve in curves.values() for point in curve):
+            missing.append(Unrecorded(currency, "no run spent any"))
+            continue
+        found.append(Tradeoff(currency, curves, frontier_by_arm(curves)))
+    return found, missing
 
 
 def _qualities(records: list[RunRecord], target: float) -> list[float]:
