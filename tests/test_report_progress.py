@@ -6,7 +6,9 @@ from __future__ import annotations
 import io
 import re
 import time
+from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from algospeed.progress_bar import ProgressBar, duration_text
@@ -53,3 +55,13 @@ def test_train_prints_progress_lines_when_not_a_terminal() -> None:
     assert len(lines) >= 8 and all(line.startswith("digits seed 0: ") for line in lines), lines
     assert lines[0].startswith("digits seed 0: 0%") and lines[-1].startswith("digits seed 0: 100%")
     assert "accuracy" in lines[-1] and "samples/s" in lines[-1] and "\x1b[" not in shown.getvalue()
+
+
+def test_train_into_a_pipe_prints_progress_on_stderr(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from algospeed.cli import main
+
+    assert main(["train", "--workload", "digits", "--budget", "4ba", "--out", str(tmp_path / "run")]) == 0
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.startswith("digits seed 0: ")]
+    assert lines[0].startswith("digits seed 0: 0%, step 0") and lines[-1].startswith("digits seed 0: 100%, step 4")
+    assert "digits seed 0:" not in captured.out and "\x1b[" not in captured.err
