@@ -122,6 +122,17 @@ def test_evidence_comes_from_a_recipe_with_its_applied_settings_and_its_stack() 
     assert "study studies/digits-fast" in text and "no measured evidence" not in text
 
 
+def test_the_paper_line_names_its_source_and_the_catalogues_notes_follow() -> None:
+    soap = card_text(method_card("soap"))
+    assert 'paper: Nikhil Vyas, Depen Morwani et al. (2024), "SOAP: Improving and Stabilizing Shampoo' in soap
+    assert "arXiv:2409.11321 (catalogue: soap); paper reports: large-batch language models" in soap
+    layout = card_text(method_card("channels_last"))
+    assert (
+        "catalogue: a systems-level feature" in layout and "\ncatalogue: a memory layout, not an algorithmic" in layout
+    )
+    assert not any(line.startswith("catalogue:") for line in card_text(method_card("ema")).splitlines())
+
+
 def test_a_method_without_a_recipe_says_there_is_no_evidence_yet() -> None:
     card = dataclasses.replace(method_card("sam"), evidence=())
     (line,) = evidence_lines(card)

@@ -91,11 +91,20 @@ def paper_line(entry: Entry | None) -> str:
     if entry is None:
         return "not in the catalogue"
     ref = entry.reference
-    authors = ", ".join(ref.authors[:3]) + (" et al." if len(ref.authors) > 3 and "et al." not in ref.authors else "")
+    named = [author for author in ref.authors if author != "et al."]
+    authors = ", ".join(named[:3]) + (" et al." if len(ref.authors) > 3 or "et al." in ref.authors else "")
     link = f"arXiv:{ref.arxiv}" if ref.arxiv else ref.url
     where = "; ".join(part for part in (ref.venue, link) if part)
     reported = entry.reported_speedup or "no speedup figure"
     return f'{authors} ({ref.year}), "{ref.title}", {where} (catalogue: {entry.id}); paper reports: {reported}'
+
+
+def catalogue_notes(entry: Entry | None) -> list[str]:
+    """What the catalogue says a reader should know: a systems-level feature, its notes on the source."""
+    if entry is None:
+        return []
+    systems = ["a systems-level feature (the same computation, laid out or scheduled differently)"]
+    return (systems if entry.systems else []) + ([entry.notes] if entry.notes else [])
 
 
 def card_text(card: MethodCard) -> str:
@@ -108,6 +117,7 @@ def card_text(card: MethodCard) -> str:
         lines.append(f"conflicts: {', '.join(card.conflicts) or '-'}; needs: {', '.join(card.requires) or '-'}")
     lines += [f"note: {note}" for note in card.notes]
     lines.append(f"paper: {paper_line(card.entry)}")
+    lines += [f"catalogue: {note}" for note in catalogue_notes(card.entry)]
     if card.settings:
         lines.append(f"settings ({card.name}:KEY=VALUE:KEY=VALUE):")
         lines += [f"  {line}" for line in _setting_lines(card)]
@@ -158,6 +168,7 @@ def _card_markdown(card: MethodCard) -> list[str]:
         out.append(f"- **conflicts**: {', '.join(card.conflicts) or '-'}; **needs**: {', '.join(card.requires) or '-'}")
     out += [f"- **note**: {note}" for note in card.notes]
     out.append(f"- **paper**: {paper_line(card.entry)}")
+    out += [f"- **catalogue**: {note}" for note in catalogue_notes(card.entry)]
     if card.settings:
         out += ["", f"Settings (`{card.name}:KEY=VALUE:KEY=VALUE`):", ""]
         out += [f"- `{line}`" for line in _setting_lines(card)]
