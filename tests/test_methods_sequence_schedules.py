@@ -314,6 +314,7 @@ def test_every_method_keeps_the_model_causal_in_training() -> None:
         "depth_stacking",
         "batch_size_warmup:ramp_end=0.9",
         "batch_size_warmup:ramp_end=0.9,sequence_length_warmup:ramp_end=0.9,sliding_window,token_dropping",
+        "muon,rotary,depth_stacking",  # a combined optimizer rebuilt at growth, rotary copied with the blocks
     ],
 )
 def test_each_resumes_exactly(methods: str, text: Path, tmp_path: Path) -> None:
