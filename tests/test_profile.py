@@ -224,7 +224,8 @@ def _compute_heavy_trainer() -> Trainer:
 
 
 def test_a_compute_heavy_model_is_compute_bound() -> None:
-    fast = dataclasses.replace(MACHINE, peak_flops=1e13)  # above any CPU's, so that the MFU is below 100%
+    # a peak above any CPU's, so that the MFU is below 100%, at the same balance of FLOPs to bytes
+    fast = dataclasses.replace(MACHINE, peak_flops=MACHINE.peak_flops * 200, bandwidth=MACHINE.bandwidth * 200)
     profile = profiled(_compute_heavy_trainer(), ProfileSchedule(skip_first=2, warmup=1, active=5), machine=fast)
     assert profile.verdict is not None and profile.verdict.kind == COMPUTE_BOUND, profile.verdict
     assert profile.share("forward", "backward", "optimizer") > 0.8

@@ -27,7 +27,7 @@ from algospeed.taxonomy.axes import How, Place, What, When, Where
 
 logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
 pytestmark = pytest.mark.filterwarnings("ignore")
-MACHINE = Machine("test machine", "fp32", 1e13, "test", 1e10, "test", 2e-6, 64e9)
+MACHINE = Machine("test machine", "fp32", 1e13, "test", 2e12, "test", 2e-6, 64e9)
 NAP = 0.005
 
 
