@@ -102,11 +102,6 @@ class StudyReport:
         return self.tradeoffs[0].curves if self.tradeoffs else {}
 
     @property
-    def frontier(self) -> list[FrontierPoint]:
-        """The Pareto frontier across arms in the judged currency."""
-        return self.tradeoffs[0].frontier if self.tradeoffs else []
-
-    @property
     def target(self) -> float:
         return self.judging.target
 
