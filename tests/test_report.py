@@ -6,6 +6,7 @@ switches; and the progress lines the study printed while it ran off a terminal."
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import os
 import re
@@ -58,11 +59,20 @@ class Study:
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
-    folder = tmp_path_factory.mktemp("study")
-    shown = io.StringIO()
-    run_study(validate_study_spec(STUDY), folder, workers=1, console=Console(file=shown, width=80)).close()
-    write_report(folder)
-    return Study(folder, (folder / "report.html").read_text(), shown.getvalue())
+    """The study, run once per test session: pytest-xdist's workers share the first one's (their temporary
+    folders lie side by side in the session's), the first to take the lock runs it."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    folder = shared / "report-study"
+    with (shared / "report-study.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "progress.txt").exists():
+            shown = io.StringIO()
+            run_study(validate_study_spec(STUDY), folder, workers=1, console=Console(file=shown, width=80)).close()
+            write_report(folder)
+            (folder / "progress.txt").write_text(shown.getvalue())
+    return Study(folder, (folder / "report.html").read_text(), (folder / "progress.txt").read_text())
 
 
 def test_a_redirected_study_prints_a_line_per_finished_run_with_true_counts(study: Study) -> None:
