@@ -522,3 +522,17 @@ def test_record_optimizers_resume_exactly(methods: str, tmp_path) -> None:
 def test_bad_settings_are_usage_errors(name: str, settings: dict, message: str) -> None:
     with pytest.raises(UsageError, match=f"method '{name}': {message}"):
         build_method(MethodSpec(name=name, settings=settings))
+
+
+def test_muons_newton_schulz_products_are_charged_to_the_step() -> None:
+    """The optimizer's step runs inside the FLOP count: Muon's step costs AdamW's plus exactly the matrix
+    products of 5 Newton-Schulz iterations on each hidden matrix (4 m^2 n + 2 m^3 each, m <= n)."""
+    from algospeed.run_spec import RunSpec, build_trainer
+
+    flops, matrices = {}, []
+    for methods in ([], "muon"):
+        trainer = build_trainer(RunSpec(workload="mnist1d", budget="1ba", methods=methods, device="cpu"))
+        matrices = [sorted((p.shape[0], p[0].numel())) for p in hidden_matrices(trainer.state.model)[0]]
+        flops[bool(methods)] = trainer.fit().final.flops
+    newton_schulz = sum(5 * (4 * m * m * n + 2 * m**3) for m, n in matrices)
+    assert len(matrices) == 3 and flops[True] - flops[False] == newton_schulz

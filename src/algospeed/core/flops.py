@@ -2,8 +2,12 @@
 
 Counting a step costs a dispatch-mode pass, so it is done on the first step of each kind (input
 shape and dtype, model version, method tag) and every later step of that kind is charged the same.
-Everything the step runs is counted: forward, loss, backward, and any extra forward or backward a
-method does inside it (SAM, selective backprop).
+Everything the step runs is counted: forward, loss, backward, any extra forward or backward a method
+does inside it (SAM, selective backprop), and the optimizer's step (the matrix products of Muon's
+Newton-Schulz iteration, of Shampoo's and SOAP's preconditioners). What `FlopCounterMode` has no formula
+for counts zero: elementwise updates (Adam's are a few FLOPs per parameter) and eigendecompositions
+(Shampoo's and SOAP's periodic refreshes); and a step is charged what the first step of its kind cost, so
+an optimizer's periodic work is charged as the first step ran it.
 """
 
 from __future__ import annotations

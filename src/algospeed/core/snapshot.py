@@ -37,6 +37,9 @@ def capture(state: State, callbacks: Sequence[Callback], marks: LoopMarks) -> tu
         "optimizer": state.optimizer.state_dict(),
         "callbacks": {c.key: c.state_dict() for c in callbacks},
         "loss_sum": marks.loss_sum.cpu(),
+        # what each kind of step was charged, so a resumed run charges the same (its first step of a kind
+        # may not be the one that was counted: an optimizer's periodic work falls on some steps only)
+        "flops_cache": list(state.flops.cache.items()),
         **rng_tensors,
     }
     meta = {
@@ -75,6 +78,7 @@ def restore(
         marks.last_checkpoint = float(meta["last_checkpoint"])
         marks.loss_count = int(meta["loss_count"])
         marks.loss_sum = payload["loss_sum"].to(state.device)
+        state.flops.cache = dict(payload.get("flops_cache", []))
         restore_rng(state.generator, payload, meta)
     except (KeyError, ValueError, RuntimeError, TypeError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

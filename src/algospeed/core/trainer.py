@@ -222,13 +222,13 @@ class Trainer:
             self._fire(Event.BEFORE_BACKWARD)
             state.loss.backward()
             self._fire(Event.AFTER_BACKWARD)
-        multiplier = state.schedule(state.progress)
-        for group in state.optimizer.param_groups:
-            group["lr"] = group.setdefault("initial_lr", group["lr"]) * multiplier
-        self._fire(Event.BEFORE_OPTIMIZER_STEP)
-        state.optimizer.step()
-        state.optimizer.zero_grad(set_to_none=True)
-        self._fire(Event.AFTER_OPTIMIZER_STEP)
+            multiplier = state.schedule(state.progress)
+            for group in state.optimizer.param_groups:
+                group["lr"] = group.setdefault("initial_lr", group["lr"]) * multiplier
+            self._fire(Event.BEFORE_OPTIMIZER_STEP)
+            state.optimizer.step()  # counted too: Muon's Newton-Schulz, Shampoo's and SOAP's matrix products
+            state.optimizer.zero_grad(set_to_none=True)
+            self._fire(Event.AFTER_OPTIMIZER_STEP)
         self.marks.loss_sum += state.loss.detach()
         self.marks.loss_count += 1
         clock.steps += 1
