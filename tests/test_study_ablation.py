@@ -13,7 +13,7 @@ from algospeed.study.ablation import ablation, ablation_markdown
 from algospeed.study.analysis import speedup
 from algospeed.study.judging import Judging
 from algospeed.study.outcome import RunOutcome
-from algospeed.study.report import analyse
+from algospeed.study.report import analyse, write_report
 from algospeed.study.spec import validate_study_spec
 from algospeed.study.store import STORE_NAME, StudyStore
 
@@ -87,3 +87,10 @@ def test_the_table_names_what_was_not_run(tmp_path: Path) -> None:
 def test_a_study_without_a_stack_has_no_ablation(tmp_path: Path) -> None:
     report = analyse(plant(tmp_path, {key: ARMS[key] for key in ("baseline", "smooth")}))
     assert ablation(report) is None and ablation_markdown(report, str) == []
+
+
+def test_the_report_shows_the_ablation(tmp_path: Path) -> None:
+    folder = plant(tmp_path, ARMS)
+    write_report(folder)
+    assert "| ema | 1.25x [" in (folder / "summary.md").read_text()
+    assert "<h2 id='ablation'>Ablation</h2>" in (folder / "report.html").read_text()

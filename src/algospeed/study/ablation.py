@@ -104,7 +104,8 @@ def ablation_html(report: StudyReport, text: Callable[[Speedup], str]) -> str:
         for row in ablation_rows(result, text)
     )
     return (
-        f"<h2>Ablation</h2><p>Each method of the stack <code>{html.escape(result.stack)}</code>: its speedup alone "
+        "<h2 id='ablation'>Ablation</h2>"
+        f"<p>Each method of the stack <code>{html.escape(result.stack)}</code>: its speedup alone "
         "against the baseline, and the stack's speedup over the stack without it (its marginal worth), at the "
         f"target in <code>{html.escape(report.currency.value)}</code>.</p>"
         f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

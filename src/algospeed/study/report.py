@@ -8,6 +8,7 @@ from pathlib import Path
 
 from algospeed.core.currency import Currency
 from algospeed.core.files import write_text_atomic
+from algospeed.study.ablation import ablation_markdown
 from algospeed.study.findings import StudyReport, analyse
 from algospeed.study.report_page import render_html
 from algospeed.study.report_tables import (
@@ -79,6 +80,7 @@ def render_markdown(report: StudyReport) -> str:
     lines += ["", *(f"- {line}" for line in seed_advice(report))]
     lines += ["", "## Final quality per arm and budget", "", f"{QUALITY_NOTE}.", ""]
     lines += _markdown_table(quality_header(report), quality_rows(report))
+    lines += ablation_markdown(report, speedup_text)
     if report.trials:
         lines += ["", "## Tuning", "", *_markdown_table(TRIAL_HEADER, trial_rows(report))]
     lines += ["", "## What each arm trained with", "", *_markdown_table(["arm", "effective"], effective_rows(report))]

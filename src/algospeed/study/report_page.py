@@ -10,6 +10,7 @@ from html import escape
 from algospeed.cards.card import method_card
 from algospeed.cards.render import card_text
 from algospeed.errors import UsageError
+from algospeed.study.ablation import ablation_html
 from algospeed.study.figures import (
     arm_color,
     cost_axis,
@@ -35,6 +36,7 @@ from algospeed.study.report_tables import (
     quality_header,
     quality_rows,
     seed_advice,
+    speedup_text,
     summary_rows,
     trial_rows,
 )
@@ -199,6 +201,7 @@ or read <a href="summary.md">summary.md</a>; both lie beside this page.</p>
 <h2 id="quality">Final quality per arm and budget</h2>
 <p class="note">{escape(QUALITY_NOTE)}.</p>
 {_table(quality_header(report), quality_rows(report))}
+{ablation_html(report, speedup_text)}
 <h2 id="tradeoff">Tradeoff curves and Pareto frontier</h2>
 <p class="note">Pick the currency the cost is counted in; the verdict is judged in the first.</p>
 {currency_switch(report)}
