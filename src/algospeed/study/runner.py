@@ -103,12 +103,12 @@ def _run_study(
     progress = StudyProgress(total=len(trials) + grid_size, workers=workers, started=time.monotonic())
     with StudyView(progress, console or Console(stderr=True)) as view:
         tuning = f"tuning ({len(trials)} trials)" if trials else "-"
-        _run_all(store, trials, folder, chosen, progress, view, lambda: tuning, loggers)
+        _run_all(store, trials, folder, chosen, view, lambda: tuning, loggers)
         choices = choose_hyperparameters(store, spec, trials)
         store.set_meta("chosen", {arm: choice.to_dict() for arm, choice in choices.items()})
         grid = spec.grid({arm: choice.hyperparameters for arm, choice in choices.items()})
         store.set_meta("grid", [run.key for run in grid])
-        _run_all(store, grid, folder, chosen, progress, view, lambda: best_speedup(store, spec), loggers)
+        _run_all(store, grid, folder, chosen, view, lambda: best_speedup(store, spec), loggers)
     return store
 
 
@@ -117,12 +117,12 @@ def _run_all(
     runs: list[StudyRun],
     folder: Path,
     executor: LocalExecutor | RayExecutor,
-    progress: StudyProgress,
     view: StudyView,
     best: Callable[[], str],
     loggers: tuple[str, ...] = (),
 ) -> None:
     """Run those of `runs` that have not finished, keeping the store and the live view up to date."""
+    progress = view.progress
     store.add_runs([(run.key, run.arm, run.budget, run.seed, run.trial, run.params.model_dump()) for run in runs])
     statuses = {row.key: row.status for row in store.runs()}
     todo = [run for run in runs if not statuses[run.key].final]
