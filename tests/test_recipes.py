@@ -120,6 +120,22 @@ def test_recipes_ship() -> None:
     assert shipped_recipes(), "no recipe ships in src/algospeed/recipes/"
 
 
+def test_the_speedup_preset_sets_the_shipped_recipe_against_the_baseline_tuned_alike() -> None:
+    from algospeed.study.presets import preset
+    from algospeed.study.tuning import TRIAL_SEED
+
+    spec = validate_study_spec(preset("speedup"))
+    recipe = load_recipe("mnist1d-fast")
+    assert set(spec.arms) == {"baseline", "recipe"} and spec.arms["recipe"].recipe == "mnist1d-fast@v1"
+    assert spec.workload == recipe.workload and not spec.arms["baseline"].methods
+    assert [m.name for m in spec.arms["recipe"].methods] == [m.name for m in recipe.methods]
+    assert len(spec.seeds) >= 5 and min(spec.seeds) >= 100 and max(spec.seeds) < TRIAL_SEED  # none chose the recipe
+    searched = {f"{m.name}.{key}" for m in recipe.methods for key in getattr(method_class(m.name), "search_space", {})}
+    assert spec.tuning is not None and {"lr", *searched} == set(spec.tuning.space)  # every setting tuned as searched
+    trials = spec.trials()
+    assert [t.params.lr for t in trials if t.arm == "baseline"] == [t.params.lr for t in trials if t.arm == "recipe"]
+
+
 def _report(reached: int, seeds: int) -> SimpleNamespace:
     summary = SimpleNamespace(reached=reached, n_seeds=seeds)
     return SimpleNamespace(summaries={"baseline": summary}, target=0.9)

@@ -337,7 +337,9 @@ def render_search(steps: list[Step], verdict: Verdict) -> str:
         lines.append(
             f"Recipe {' + '.join(str(m) for m in final.methods)}: {measured.speedup:.2f}x{interval} over the tuned "
             f"baseline in {measured.currency} to {measured.metric} {measured.quality:g} on validation, "
-            f"{measured.seeds} fresh seeds ({measured.interval}); test quality {json.dumps(measured.test_quality)}."
+            f"{measured.seeds} fresh seeds ({measured.interval}); test quality at the largest budget: "
+            + ", ".join(f"{arm} {_quality(value)}" for arm, value in measured.test_quality.items())
+            + "."
         )
     lines += [
         "",
