@@ -358,11 +358,13 @@ def test_a_second_study_on_one_folder_is_refused_and_workers_die_with_their_pare
         time.sleep(0.2)
     code, err = run(capsys, "study", str(file), "--out", str(folder), "--workers", "1")
     assert code == 2 and f"in use by process {process.pid}" in one_line(err)
-    os.kill(process.pid, signal.SIGKILL)  # the parent alone: its workers must not live on as orphans
+    children = _children(process.pid)  # the workers and multiprocessing's resource tracker
+    assert any(b"resource_tracker" in Path(f"/proc/{c}/cmdline").read_bytes() for c in children)
+    os.kill(process.pid, signal.SIGKILL)  # the parent alone: none of its children may live on as orphans
     process.wait(timeout=30)
     deadline = time.monotonic() + 20
-    while any(Path(f"/proc/{pid}").exists() for pid in workers):
-        assert time.monotonic() < deadline, "a worker outlived its study"
+    while any(Path(f"/proc/{pid}").exists() for pid in children):
+        assert time.monotonic() < deadline, "a worker or the resource tracker outlived its study"
         time.sleep(0.2)
 
 
