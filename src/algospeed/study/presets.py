@@ -44,7 +44,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # against the tuned baseline: both tuned alike over the search's learning-rate range (the workload's 3e-3
     # / 10 to x 10), on the search's fresh final seeds (none chose the recipe), judged at the tuned baseline's
     # own final validation quality (0.958: the mean over these seeds at 20 epochs in the search's final study,
-    # studies/search-mnist1d/final). About MINUTES minutes on 2 cores.
+    # studies/search-mnist1d/final). About 5 minutes on 2 cores (308 s with --workers 2, shared).
     "speedup": {
         "name": "speedup",
         "workload": "mnist1d",
