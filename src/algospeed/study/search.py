@@ -2,7 +2,7 @@
 
 Starting from the tuned baseline, each step is one study whose arms are the current recipe and the
 current recipe plus each compatible method not yet in it (with its main settings, `Method.search_space`,
-tuned alongside the learning rate and weight decay); every arm is tuned with the same trials. A method
+tuned alongside the learning rate); every arm is tuned with the same trials. A method
 joins only when its arm beats the current recipe significantly (one-sided, at level `alpha`) on the
 validation split; of several, the fastest joins. The search stops when nothing helps or the time budget
 is spent, then reruns the chosen recipe and the tuned baseline on fresh seeds: that final study alone
@@ -91,7 +91,7 @@ class Step:
 @dataclass(frozen=True)
 class Verdict:
     """The final study: the recipe with what was measured, the tuned baseline's own mean final quality at the
-    largest budget (validation, and test as reported), and the minutes the study took."""
+    largest budget (validation, and test as reported), and the seconds the study took."""
 
     recipe: Recipe
     baseline_validation: float | None
