@@ -18,7 +18,7 @@ console = output_console()
 
 def study_command(
     spec_file: Annotated[Path | None, typer.Argument(help="A YAML study file (see algospeed.study.spec).")] = None,
-    preset: Annotated[str | None, typer.Option(help="An embedded study: quick (mnist1d, ~5 min on 2 cores).")] = None,
+    preset: Annotated[str | None, typer.Option(help="An embedded study: quick, speedup or lm (see README).")] = None,
     workload: Annotated[str | None, typer.Option(help="Workload for a study without a file.")] = None,
     arms: Annotated[
         str | None,
