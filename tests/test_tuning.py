@@ -14,6 +14,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -294,3 +295,37 @@ def test_a_tuning_killed_with_sigkill_resumes_without_rerunning_finished_trials(
     report = analyse(tmp_path / "o")
     assert set(report.chosen) == {"baseline", "ema"} and len(report.records) == 12
     assert all(not math.isnan(row.params.lr) for rows in report.trials.values() for row in rows)
+
+
+def test_a_baseline_tuned_to_the_edge_of_its_range_voids_the_claim_and_another_arm_is_told(tmp_path: Path) -> None:
+    spec = validate_study_spec({**TINY, "budgets": ["12ba"], "seeds": 1})
+    run_study(spec, tmp_path, workers=1).close()
+    report = analyse(tmp_path)
+    store = StudyStore.open_existing(tmp_path / STORE_NAME)
+    runs = [run for run in store.runs() if run.trial is None]
+    trials = [run for run in store.runs() if run.trial is not None]
+    store.close()
+    lrs = sorted({trial.params["lr"] for trial in trials if trial.arm == "baseline"})
+    decays = sorted(trial.params["settings"]["ema.decay"] for trial in trials if trial.arm == "ema")
+    assert len(lrs) == 3 and len(decays) == 3
+
+    def rules(baseline_lr: float, ema_lr: float) -> dict[str, Any]:
+        """The rules that fire when the grid runs with these chosen learning rates (and ema's middle decay)."""
+        chosen = {"baseline": baseline_lr, "ema": ema_lr}
+        settings = {"baseline": {}, "ema": {"ema.decay": decays[1]}}
+        planted = [
+            dataclasses.replace(run, params={**run.params, "lr": chosen[run.arm], "settings": settings[run.arm]})
+            for run in runs
+        ]
+        facts = StudyFacts(spec=spec, judging=report.judging, runs=planted, trials=trials, manifest=report.manifest,
+                           summaries=report.summaries)  # fmt: skip
+        return {warning.rule: warning for warning in check_fairness(facts)}
+
+    assert not {"baseline_tuning_edge", "tuning_edge"} & set(rules(lrs[1], lrs[1]))
+    edge = rules(lrs[-1], lrs[1])
+    warning = edge["baseline_tuning_edge"]
+    assert warning.arm is None and "largest of its 3 trials" in warning.message
+    assert "tuning_edge" not in edge
+    other = rules(lrs[1], lrs[0])
+    assert other["tuning_edge"].arm == "ema" and "smallest" in other["tuning_edge"].message
+    assert "baseline_tuning_edge" not in other

@@ -167,6 +167,58 @@ def tuning_effort(facts: StudyFacts) -> list[str]:
     return []
 
 
+def _tuned_value(params: dict[str, Any], key: str) -> float | None:
+    """A tuned dimension's value in a run's params (a run-level hyperparameter or a `method.setting`)."""
+    value = params.get("settings", {}).get(key) if "." in key else params.get(key)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _edges(facts: StudyFacts) -> list[tuple[str, str]]:
+    """(arm, finding) for each continuous dimension whose chosen value is the largest or smallest of the arm's
+    completed trials (3 or more distinct values), where the range could extend past it: its best value may lie
+    outside what was searched. A linear range's low end at 0 is a natural bound (no weight decay), not an edge."""
+    tuning = facts.spec.tuning
+    if tuning is None:
+        return []
+    found = []
+    for arm in facts.spec.arms:
+        chosen = next((run.params for run in facts.runs if run.arm == arm), None)
+        trials = [run for run in facts.trials if run.arm == arm and run.status is RunStatus.COMPLETED]
+        for key, dimension in tuning.space.items():
+            tried = sorted({v for run in trials if (v := _tuned_value(run.params, key)) is not None})
+            picked = None if chosen is None else _tuned_value(chosen, key)
+            if dimension.choice is not None or picked is None or len(tried) < 3 or tried[0] < picked < tried[-1]:
+                continue
+            low, high = dimension.log or dimension.linear or (0.0, 0.0)
+            if picked == tried[0] and dimension.linear is not None and low == 0:
+                continue
+            side = "largest" if picked == tried[-1] else "smallest"
+            found.append((arm, f"{arm}'s chosen {key} {picked:.3g} is the {side} of its {len(tried)} trials "
+                               f"({tried[0]:.3g} to {tried[-1]:.3g}, range [{low:g}, {high:g}])"))  # fmt: skip
+    return found
+
+
+def baseline_tuning_edge(facts: StudyFacts) -> list[str]:
+    """A baseline tuned to the edge of its search may do better outside it: every speedup is then inflated
+    (the pitfall behind a 2x that became 1.35x once the baseline's learning rate was tuned)."""
+    return [
+        f"{finding}: the baseline's best may lie outside the range searched, which inflates every speedup; "
+        "widen the range and rerun the tuning"
+        for arm, finding in _edges(facts)
+        if arm == facts.spec.baseline
+    ]
+
+
+def tuning_edge(facts: StudyFacts) -> list[tuple[str, str]]:
+    """An arm (not the baseline) tuned to the edge of its search may do better outside it: its speedup is
+    then understated, not overstated, so the claim stands as a lower bound."""
+    return [
+        (arm, f"{finding}: its best may lie outside the range searched; its speedup may be understated")
+        for arm, finding in _edges(facts)
+        if arm != facts.spec.baseline
+    ]
+
+
 def machine_load(facts: StudyFacts) -> list[str]:
     """Wall-clock costs taken on a machine busier than the study's own workers are inflated and noisy."""
     if facts.spec.currency is not Currency.TRAIN_SECONDS:
@@ -207,6 +259,8 @@ RULES: dict[str, Callable[[StudyFacts], list[Any]]] = {
     "significance": significance,
     "manifest": manifest,
     "tuning_effort": tuning_effort,
+    "baseline_tuning_edge": baseline_tuning_edge,
+    "tuning_edge": tuning_edge,
     "machine_load": machine_load,
     "test_selection": test_selection,
 }

@@ -37,7 +37,14 @@ from algospeed.study.store import STORE_NAME, StoredRun, StudyStore
 from algospeed.study.tuning import Choice
 
 CURVE_QUALITIES = 8  # speedups are also shown at this many qualities up to the target (exploratory)
-BLOCKING_RULES = ("target_reached", "test_selection", "tuning_effort", "eval_protocol", "schedule_decay")
+BLOCKING_RULES = (
+    "target_reached",
+    "test_selection",
+    "tuning_effort",
+    "baseline_tuning_edge",
+    "eval_protocol",
+    "schedule_decay",
+)
 """Fairness rules whose warning makes every speedup of the study unclaimable (a warning of the others
 qualifies the numbers without voiding them)."""
 
