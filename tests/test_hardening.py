@@ -246,8 +246,8 @@ def test_odd_checkpoints_cifar_files_and_images_are_one_line(tmp_path: Path, cap
                 Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(tmp_path / "img" / split / label / f"{i}.png")
     (tmp_path / "img" / "train" / "a" / "0.png").write_bytes(b"not a png")
     options = ["--option", f"path={tmp_path / 'img'}", "--option", "size=8", "--option", "workers=0"]
-    code, err = run(capsys, "train", "--workload", "imagefolder", *options, "--batch-size", "2", "--budget", "8ba",
-                    "--out", str(tmp_path / "i"))  # fmt: skip
+    options += ["--batch-size", "2", "--budget", "8ba", "--quiet"]  # quiet: no progress line off a terminal
+    code, err = run(capsys, "train", "--workload", "imagefolder", *options, "--out", str(tmp_path / "i"))
     assert code == 3 and "0.png cannot be decoded" in one_line(err)
 
 
