@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -11,10 +10,10 @@ from algospeed.core.callback import Method
 from algospeed.core.state import State
 from algospeed.methods.registry import register
 from algospeed.methods.shared.optimizer_swap import (
+    ParameterwiseOptimizer,
     adam_scale,
     check_beta,
     check_positive,
-    evaluate_closure,
     optimizer_conflicts,
     replace_optimizer,
 )
@@ -65,7 +64,7 @@ def check_shampoo_settings(
         raise ValueError(f"max_dim must be at least 1, got {max_dim}")
 
 
-class Shampoo(torch.optim.Optimizer):
+class Shampoo(ParameterwiseOptimizer):
     """Shampoo (Gupta, Koren and Singer 2018, Algorithm 2), single process. For a tensor W of order k
     with gradient G, per dimension i (of at most `max_dim` entries):
 
@@ -106,15 +105,6 @@ class Shampoo(torch.optim.Optimizer):
             max_dim=max_dim,
         )
         super().__init__(params, defaults)
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        loss = evaluate_closure(closure)
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    self._update(p, group)
-        return loss
 
     def _update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
         grad, state = p.grad, self.state[p]

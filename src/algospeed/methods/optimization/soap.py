@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -13,10 +12,10 @@ from algospeed.core.state import State
 from algospeed.methods.optimization.shampoo import mode_product, mode_statistic, preconditioned_dims
 from algospeed.methods.registry import register
 from algospeed.methods.shared.optimizer_swap import (
+    ParameterwiseOptimizer,
     adam_scale,
     check_beta,
     check_positive,
-    evaluate_closure,
     optimizer_conflicts,
     replace_optimizer,
 )
@@ -50,7 +49,7 @@ def check_soap_settings(
         raise ValueError(f"max_dim must be at least 1, got {max_dim}")
 
 
-class SOAP(torch.optim.Optimizer):
+class SOAP(ParameterwiseOptimizer):
     """ShampoO with Adam in the Preconditioner's eigenbasis (Vyas et al. 2024, Algorithms 3 and 4),
     single process. For a tensor W with gradient G, each dimension i of at most `max_dim` entries
     keeps a statistic H_i and an orthonormal basis Q_i of its eigenvectors; at update t:
@@ -92,15 +91,6 @@ class SOAP(torch.optim.Optimizer):
             max_dim=max_dim,
         )
         super().__init__(params, defaults)
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        loss = evaluate_closure(closure)
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    self._update(p, group)
-        return loss
 
     def _update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
         grad, state = p.grad, self.state[p]

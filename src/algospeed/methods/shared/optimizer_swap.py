@@ -76,6 +76,23 @@ def evaluate_closure(closure: Callable[[], float] | None) -> float | None:
         return closure()
 
 
+class ParameterwiseOptimizer(torch.optim.Optimizer):
+    """An optimizer whose step updates each parameter with a gradient on its own (`_update`), as Shampoo's and
+    SOAP's preconditioners do; the closure, if any, is evaluated with gradients on first."""
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        loss = evaluate_closure(closure)
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    self._update(p, group)
+        return loss
+
+    def _update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
 def check_positive(name: str, value: float | None, *, allow_zero: bool = False) -> None:
     """Raise ValueError unless `value` (when given) is positive (or zero, when allowed)."""
     if value is None:
