@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from algospeed import __version__
 from algospeed.core.callback import Callback
 from algospeed.core.checkpoint import list_checkpoints
+from algospeed.core.device import resolve_device
 from algospeed.core.energy import EnergyMeter
 from algospeed.core.files import write_json_atomic, write_text_atomic
 from algospeed.core.result import CurvePoint, RunResult, curve_jsonl
@@ -103,7 +104,7 @@ class CurveWriter(Callback):
 
 def environment() -> dict[str, Any]:
     """The hardware and software a run used, for its manifest (with what measures energy, or why nothing does)."""
-    meter = EnergyMeter.for_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    meter = EnergyMeter.for_device(resolve_device())
     return {
         "algospeed": __version__,
         "python": platform.python_version(),

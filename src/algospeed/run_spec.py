@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 from algospeed.core.callback import Callback, check_composition
 from algospeed.core.data import DatasetLoader, InMemoryLoader, Loader
 from algospeed.core.data_kind import check_data_kind
+from algospeed.core.device import resolve_device
 from algospeed.core.trainer import Trainer
 from algospeed.core.units import parse_amount, parse_budget
 from algospeed.methods.spec import MethodSpec, build_method, parse_methods
@@ -115,7 +116,7 @@ def build_trainer(
     workload = get_workload(spec.workload)
     options = workload.resolve_options(spec.options)
     data = workload.data(options)
-    device = torch.device(spec.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(spec.device)
     batch_size = spec.batch_size or workload.batch_size
     train, val, test = _loaders(workload, data, batch_size, spec.seed, device, int(options.get("workers", 0)))
     torch.manual_seed(spec.seed)

@@ -26,6 +26,7 @@ from algospeed.core.checkpoint import (
 from algospeed.core.clock import interval_reached, position
 from algospeed.core.data import Loader, as_loader, batch_bounds
 from algospeed.core.data_kind import DataKind, check_data_kind
+from algospeed.core.device import resolve_device
 from algospeed.core.energy import EnergyMeter
 from algospeed.core.events import Event
 from algospeed.core.flops import FlopMeter, shape_signature
@@ -96,7 +97,7 @@ class Trainer:
             for data in (eval_data, test_data)
         )
         self.metrics = list(metrics)
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = resolve_device(device)
         model.to(device)
         factory = None if isinstance(optimizer, torch.optim.Optimizer) else optimizer
         self.state = State(

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from algospeed.core.batch import Batch
 from algospeed.core.data import Loader, batch_bounds, epoch_permutation
+from algospeed.core.device import resolve_device
 from algospeed.core.trainer import Trainer
 from algospeed.errors import UsageError
 from algospeed.profile.phases import DATA, H2D
@@ -310,7 +311,7 @@ def run_grid(
     data = workload.load(options)
     if not isinstance(data, Splits):
         raise UsageError(f"workload {workload_name!r} loads from files; bottlenecks needs one held in memory")
-    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    target = resolve_device(device)
     batch = batch_size or workload.batch_size
     if batch <= 0 or batch > len(data.train_targets):
         raise UsageError(f"batch size {batch} must be between 1 and the {len(data.train_targets)} training samples")

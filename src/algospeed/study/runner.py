@@ -13,6 +13,7 @@ import torch
 from rich.console import Console
 
 from algospeed.core.currency import Currency
+from algospeed.core.device import resolve_device
 from algospeed.core.status import RunStatus
 from algospeed.errors import UsageError
 from algospeed.integrations.loggers import run_logger_spec
@@ -167,8 +168,7 @@ def preflight(spec: StudySpec) -> None:
     from algospeed.run_spec import build_trainer
 
     if spec.currency is Currency.ENERGY:
-        device = torch.device(spec.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        meter = EnergyMeter.for_device(device)
+        meter = EnergyMeter.for_device(resolve_device(spec.device))
         if not meter.available:
             raise UsageError(f"the study's currency is energy, but this machine cannot measure it: {meter.reason}")
     seen: set[tuple[str, int | None]] = set()
