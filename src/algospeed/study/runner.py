@@ -16,7 +16,7 @@ from algospeed.core.currency import Currency
 from algospeed.core.device import resolve_device
 from algospeed.core.status import RunStatus
 from algospeed.errors import UsageError
-from algospeed.integrations.loggers import run_logger_spec
+from algospeed.integrations.loggers import logger_from_spec, run_logger_spec
 from algospeed.run_directory import environment
 from algospeed.study.analysis import speedup
 from algospeed.study.calibration import calibrate_reference_cost
@@ -78,7 +78,7 @@ def run_study(
     folder = Path(folder)
     chosen = _executor(executor, workers, address)  # a bad executor is refused before anything is written
     for text in loggers:
-        run_logger_spec(text, "check")  # a bad logger too
+        logger_from_spec(text)  # a bad logger too
     preflight(spec)
     with study_lock(folder):
         return _run_study(spec, folder, chosen, console, tuple(loggers))
